@@ -1,0 +1,460 @@
+//! ffnetinfer's engine: an ONNX Runtime session with the model contract read from the
+//! model itself (input size, layout, dtype; output classes and resolution).
+
+use std::path::{Path, PathBuf};
+
+use ort::ep;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use crate::error::{Error, Result};
+use crate::runtime;
+use crate::tensor::{DType, Layout, TensorSpec, guess_layout};
+
+/// Where the model should run. `Auto` picks the best provider this ONNX Runtime build
+/// actually has (NPU, then GPU, then CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Provider {
+    #[default]
+    Auto,
+    Cpu,
+    Qnn,
+    Cuda,
+    TensorRt,
+    Xnnpack,
+    OpenVino,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Auto => "auto",
+            Provider::Cpu => "cpu",
+            Provider::Qnn => "qnn",
+            Provider::Cuda => "cuda",
+            Provider::TensorRt => "tensorrt",
+            Provider::Xnnpack => "xnnpack",
+            Provider::OpenVino => "openvino",
+        }
+    }
+
+    /// ONNX Runtime's own name for the provider.
+    pub fn ort_name(self) -> &'static str {
+        match self {
+            Provider::Auto | Provider::Cpu => "CPUExecutionProvider",
+            Provider::Qnn => "QNNExecutionProvider",
+            Provider::Cuda => "CUDAExecutionProvider",
+            Provider::TensorRt => "TensorrtExecutionProvider",
+            Provider::Xnnpack => "XnnpackExecutionProvider",
+            Provider::OpenVino => "OpenVINOExecutionProvider",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    pub model: PathBuf,
+    pub provider: Provider,
+    /// `key=value` options handed to the execution provider.
+    pub provider_options: Vec<(String, String)>,
+    /// Intra-op threads; 0 lets ONNX Runtime decide.
+    pub threads: usize,
+    /// Fail instead of running on the CPU when the requested provider is unavailable.
+    pub disable_cpu_fallback: bool,
+    /// Explicit libonnxruntime.so to load (first element to load wins for the process).
+    pub ort_library: Option<PathBuf>,
+}
+
+impl SessionConfig {
+    pub fn new(model: impl Into<PathBuf>) -> Self {
+        SessionConfig {
+            model: model.into(),
+            provider: Provider::Auto,
+            provider_options: Vec::new(),
+            threads: 0,
+            disable_cpu_fallback: false,
+            ort_library: None,
+        }
+    }
+}
+
+/// Parses `key=value,key=value` (whitespace around items is ignored).
+pub fn parse_provider_options(s: &str) -> Result<Vec<(String, String)>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+            _ => Err(Error::Config(format!(
+                "provider option '{p}' is not key=value (example: backend_type=htp,htp_performance_mode=burst)"
+            ))),
+        })
+        .collect()
+}
+
+/// The model's output: one image-shaped score tensor at model resolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutputSpec {
+    /// Classes (1 for a probability mask, 19 for Cityscapes logits).
+    pub classes: usize,
+    pub width: usize,
+    pub height: usize,
+    pub layout: Layout,
+}
+
+impl OutputSpec {
+    pub fn element_count(&self) -> usize {
+        self.classes * self.width * self.height
+    }
+}
+
+/// What the model takes and gives, read from the model file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelContract {
+    pub input_name: String,
+    pub input: TensorSpec,
+    pub output_name: String,
+    pub output: OutputSpec,
+}
+
+pub struct InferenceSession {
+    session: Session,
+    contract: ModelContract,
+    active_provider: String,
+    warnings: Vec<String>,
+}
+
+fn dtype_of(t: TensorElementType) -> Option<DType> {
+    match t {
+        TensorElementType::Float32 => Some(DType::F32),
+        TensorElementType::Uint8 => Some(DType::U8),
+        TensorElementType::Uint16 => Some(DType::U16),
+        _ => None,
+    }
+}
+
+/// Reads the model contract from the session's declared inputs and outputs.
+fn read_contract(session: &Session, path: &Path) -> Result<ModelContract> {
+    let inputs = session.inputs();
+    let outputs = session.outputs();
+    if inputs.len() != 1 {
+        return Err(Error::Model(format!(
+            "{} has {} inputs; ffnetinfer runs models with exactly one image input",
+            path.display(),
+            inputs.len()
+        )));
+    }
+    if outputs.is_empty() {
+        return Err(Error::Model(format!("{} has no outputs", path.display())));
+    }
+    let input = &inputs[0];
+    let (ity, ishape) = match input.dtype() {
+        ValueType::Tensor { ty, shape, .. } => (*ty, shape.to_vec()),
+        other => {
+            return Err(Error::Model(format!(
+                "input '{}' is not a tensor ({other:?})",
+                input.name()
+            )));
+        }
+    };
+    let idtype = dtype_of(ity).ok_or_else(|| {
+        Error::Model(format!(
+            "input '{}' has element type {ity:?}; ffnetinfer feeds float32, uint8 or uint16 images",
+            input.name()
+        ))
+    })?;
+    let input_spec = TensorSpec::from_shape(&ishape, idtype, None).map_err(|e| match e {
+        Error::Model(m) => Error::Model(format!("input '{}': {m}", input.name())),
+        other => other,
+    })?;
+    if input_spec.channels != 3 {
+        return Err(Error::Model(format!(
+            "input '{}' has {} channels (shape {ishape:?}); an RGB image input needs 3",
+            input.name(),
+            input_spec.channels
+        )));
+    }
+
+    // Prefer an output called `mask` (the AI Hub contract), else the first.
+    let output = outputs
+        .iter()
+        .find(|o| o.name() == "mask")
+        .unwrap_or(&outputs[0]);
+    let (oty, oshape) = match output.dtype() {
+        ValueType::Tensor { ty, shape, .. } => (*ty, shape.to_vec()),
+        other => {
+            return Err(Error::Model(format!(
+                "output '{}' is not a tensor ({other:?})",
+                output.name()
+            )));
+        }
+    };
+    if oty != TensorElementType::Float32 {
+        return Err(Error::Model(format!(
+            "output '{}' has element type {oty:?}; ffnetinfer reads float32 scores \
+             (quantized models keep float32 outputs with QDQ nodes)",
+            output.name()
+        )));
+    }
+    let oshape: Vec<i64> = match oshape.len() {
+        4 => oshape,
+        3 => {
+            let mut s = vec![1];
+            s.extend(oshape);
+            s
+        }
+        _ => {
+            return Err(Error::Model(format!(
+                "output '{}' has shape {oshape:?}; expected 1×C×H×W or 1×H×W×C scores",
+                output.name()
+            )));
+        }
+    };
+    if oshape.iter().any(|d| *d <= 0 && *d != -1) || oshape[1..].iter().any(|d| *d <= 0) {
+        return Err(Error::Model(format!(
+            "output '{}' has dynamic or empty dimensions {oshape:?}; export the model with static shapes",
+            output.name()
+        )));
+    }
+    // An NHWC input usually means an NHWC output (TFLite/QNN exports).
+    let olayout = if oshape[3] <= 4 && oshape[1] > 4 {
+        Layout::Nhwc
+    } else if oshape[1] <= 4 && oshape[3] > 4 {
+        Layout::Nchw
+    } else if oshape[1] == 1 && oshape[3] == 1 {
+        Layout::Nchw
+    } else {
+        guess_layout(&oshape)
+    };
+    let (c, h, w) = match olayout {
+        Layout::Nchw => (oshape[1], oshape[2], oshape[3]),
+        Layout::Nhwc => (oshape[3], oshape[1], oshape[2]),
+    };
+    Ok(ModelContract {
+        input_name: input.name().to_string(),
+        input: input_spec,
+        output_name: output.name().to_string(),
+        output: OutputSpec {
+            classes: c as usize,
+            width: w as usize,
+            height: h as usize,
+            layout: olayout,
+        },
+    })
+}
+
+impl InferenceSession {
+    pub fn open(config: &SessionConfig) -> Result<Self> {
+        let path = &config.model;
+        let meta = std::fs::metadata(path).map_err(|e| {
+            Error::Model(format!(
+                "cannot read model file {}: {e}; set ffnetinfer's model property to an .onnx file",
+                path.display()
+            ))
+        })?;
+        if meta.len() == 0 {
+            return Err(Error::Model(format!("model file {} is empty", path.display())));
+        }
+        let rt = runtime::runtime(config.ort_library.as_deref())?;
+        let mut warnings = Vec::new();
+
+        let mut builder = Session::builder(&rt.environment)
+            .map_err(|e| Error::Runtime(format!("cannot create a session builder: {e}")))?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        if config.threads > 0 {
+            builder = builder
+                .with_intra_threads(config.threads)
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+        }
+
+        let (builder, active) = register_provider(builder, config, &mut warnings)?;
+        let mut builder = builder;
+        let session = builder.commit_from_file(path).map_err(|e| {
+            Error::Model(format!(
+                "ONNX Runtime cannot load {}: {e}; is it a valid .onnx model?",
+                path.display()
+            ))
+        })?;
+        let contract = read_contract(&session, path)?;
+        Ok(InferenceSession {
+            session,
+            contract,
+            active_provider: active,
+            warnings,
+        })
+    }
+
+    pub fn contract(&self) -> &ModelContract {
+        &self.contract
+    }
+
+    /// The provider the session really runs on (`cpu` after a fallback).
+    pub fn active_provider(&self) -> &str {
+        &self.active_provider
+    }
+
+    /// Things the user should know (fallbacks, ignored options), for warnings.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Runs the model on `input` (the tensor bytes in the contract's input spec) and
+    /// writes the scores (f32, the output spec's layout) into `scores`.
+    pub fn run(&mut self, input: &[u8], scores: &mut [f32]) -> Result<()> {
+        let spec = self.contract.input;
+        if input.len() != spec.byte_size() {
+            return Err(Error::Input(format!(
+                "input tensor has {} bytes but the model wants {} ({}×{}×3 {})",
+                input.len(),
+                spec.byte_size(),
+                spec.width,
+                spec.height,
+                spec.dtype.as_str()
+            )));
+        }
+        if scores.len() != self.contract.output.element_count() {
+            return Err(Error::Input(format!(
+                "score buffer has {} elements, the model gives {}",
+                scores.len(),
+                self.contract.output.element_count()
+            )));
+        }
+        let shape = spec.shape();
+        let value = match spec.dtype {
+            DType::F32 => TensorRef::from_array_view((shape, bytemuck_f32(input)?))
+                .map_err(|e| Error::Inference(e.to_string()))?
+                .into_dyn(),
+            DType::U8 => TensorRef::from_array_view((shape, input))
+                .map_err(|e| Error::Inference(e.to_string()))?
+                .into_dyn(),
+            DType::U16 => TensorRef::from_array_view((shape, bytemuck_u16(input)?))
+                .map_err(|e| Error::Inference(e.to_string()))?
+                .into_dyn(),
+        };
+        let outputs = self
+            .session
+            .run(ort::inputs![self.contract.input_name.as_str() => value])
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        let out = outputs
+            .get(&self.contract.output_name)
+            .ok_or_else(|| Error::Inference("the model returned no scores".into()))?;
+        let (_, data) = out
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        if data.len() != scores.len() {
+            return Err(Error::Inference(format!(
+                "the model returned {} scores, its declared output shape says {}",
+                data.len(),
+                scores.len()
+            )));
+        }
+        scores.copy_from_slice(data);
+        Ok(())
+    }
+}
+
+/// Views aligned bytes as f32 (tensor buffers from GStreamer are allocated aligned).
+fn bytemuck_f32(bytes: &[u8]) -> Result<&[f32]> {
+    // SAFETY: every bit pattern is a valid f32; alignment is checked by align_to.
+    let (head, body, tail) = unsafe { bytes.align_to::<f32>() };
+    if !head.is_empty() || !tail.is_empty() {
+        return Err(Error::Input("input tensor memory is not 4-byte aligned".into()));
+    }
+    Ok(body)
+}
+
+fn bytemuck_u16(bytes: &[u8]) -> Result<&[u16]> {
+    // SAFETY: every bit pattern is a valid u16; alignment is checked by align_to.
+    let (head, body, tail) = unsafe { bytes.align_to::<u16>() };
+    if !head.is_empty() || !tail.is_empty() {
+        return Err(Error::Input("input tensor memory is not 2-byte aligned".into()));
+    }
+    Ok(body)
+}
+
+/// Registers the requested execution provider; falls back to the CPU (with a warning)
+/// unless `disable_cpu_fallback` is set. Returns the provider that will run.
+fn register_provider(
+    builder: ort::session::builder::SessionBuilder,
+    config: &SessionConfig,
+    warnings: &mut Vec<String>,
+) -> Result<(ort::session::builder::SessionBuilder, String)> {
+    use ort::ep::ArbitrarilyConfigurableExecutionProvider as _;
+    let wanted: Vec<Provider> = match config.provider {
+        Provider::Auto => vec![Provider::Qnn, Provider::TensorRt, Provider::Cuda, Provider::OpenVino],
+        Provider::Cpu => vec![],
+        p => vec![p],
+    };
+    let with_options = |mut opts: Vec<(String, String)>| {
+        opts.extend(config.provider_options.iter().cloned());
+        opts
+    };
+    let mut builder = builder;
+    for p in wanted {
+        let dispatch = match p {
+            Provider::Qnn => {
+                let mut e = ep::QNN::default();
+                for (k, v) in with_options(vec![]) {
+                    e = e.with_arbitrary_config(k, v);
+                }
+                e.build()
+            }
+            Provider::Cuda => {
+                let mut e = ep::CUDA::default();
+                for (k, v) in with_options(vec![]) {
+                    e = e.with_arbitrary_config(k, v);
+                }
+                e.build()
+            }
+            Provider::TensorRt => {
+                let mut e = ep::TensorRT::default();
+                for (k, v) in with_options(vec![]) {
+                    e = e.with_arbitrary_config(k, v);
+                }
+                e.build()
+            }
+            Provider::Xnnpack => {
+                let mut e = ep::XNNPACK::default();
+                for (k, v) in with_options(vec![]) {
+                    e = e.with_arbitrary_config(k, v);
+                }
+                e.build()
+            }
+            Provider::OpenVino => {
+                let mut e = ep::OpenVINO::default();
+                for (k, v) in with_options(vec![]) {
+                    e = e.with_arbitrary_config(k, v);
+                }
+                e.build()
+            }
+            Provider::Auto | Provider::Cpu => unreachable!("not in the wanted list"),
+        };
+        let dispatch = dispatch.error_on_failure();
+        match builder.with_execution_providers([dispatch]) {
+            Ok(b) => return Ok((b, p.name().to_string())),
+            Err(e) => {
+                let msg = format!("execution provider {} is not available: {e}", p.name());
+                builder = e.recover();
+                if config.provider != Provider::Auto {
+                    if config.disable_cpu_fallback {
+                        return Err(Error::Runtime(format!(
+                            "{msg}; disable-cpu-fallback is set, so the model is not run on the CPU \
+                             instead (check that this ONNX Runtime build has the provider, or pick another)"
+                        )));
+                    }
+                    warnings.push(format!("{msg}; running on the CPU instead"));
+                }
+            }
+        }
+    }
+    if config.provider == Provider::Auto && config.disable_cpu_fallback {
+        return Err(Error::Runtime(
+            "provider=auto found no NPU or GPU provider in this ONNX Runtime build and \
+             disable-cpu-fallback is set"
+                .into(),
+        ));
+    }
+    Ok((builder, Provider::Cpu.name().to_string()))
+}

@@ -1,0 +1,18 @@
+//! ffnetseg engine: everything the GStreamer elements do, without GStreamer types, so it
+//! can be unit-tested and embedded on its own.
+//!
+//! - [`preprocess`]: any camera frame → the model's input tensor (segpreproc).
+//! - [`inference`]: ONNX Runtime session and model contract (ffnetinfer).
+//! - [`postprocess`]: smoothing, upsampling, threshold, blur and rendering (segpostproc).
+
+pub mod classes;
+mod cvmat;
+pub mod error;
+pub mod frame;
+pub mod inference;
+pub mod postprocess;
+pub mod preprocess;
+pub mod runtime;
+pub mod tensor;
+
+pub use error::{Error, Result};

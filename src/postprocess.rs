@@ -1,0 +1,545 @@
+//! segpostproc's engine: model scores → smoothed foreground probability → mask/alpha at
+//! frame resolution → rendering into the frame in its own format.
+//!
+//! Stage meanings (DESIGN.md §2): `p_t` foreground probability at model resolution (the
+//! output itself for one-channel models, the softmax summed over the selected classes
+//! for multi-class ones); `s_t = a·p_t + (1−a)·s_{t−1}`, `s_0 = p_0`
+//! (`accumulateWeighted`); bilinear upsample (`resize`); `m = s > threshold`
+//! (`threshold`); `alpha = blur(m, k×k)` (`blur`); overlay
+//! `out = frame·(1 − o·alpha) + colour·o·alpha` (`blendLinear`), plane by plane in the
+//! frame's own format.
+
+use opencv::core::{self, Mat, Rect, Scalar, Size, Vector};
+use opencv::imgproc;
+use opencv::prelude::*;
+
+use crate::classes::palette_color;
+use crate::cvmat::{ensure_same_data, mat_over, u8_type};
+use crate::error::{Error, Result};
+use crate::frame::{Colorimetry, FrameViewMut, PixelFormat};
+use crate::inference::OutputSpec;
+use crate::preprocess::Region;
+use crate::tensor::Layout;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostprocessConfig {
+    /// Weight `a` of the newest frame; 1 turns smoothing off.
+    pub smoothing: f32,
+    pub threshold: f32,
+    /// Box-blur kernel (odd); 1 turns it off.
+    pub blur: usize,
+    /// Foreground classes of a multi-class model.
+    pub classes: Vec<usize>,
+}
+
+impl Default for PostprocessConfig {
+    fn default() -> Self {
+        PostprocessConfig {
+            smoothing: 1.0,
+            threshold: 0.55,
+            blur: 1,
+            classes: vec![11, 12],
+        }
+    }
+}
+
+impl PostprocessConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.smoothing > 0.0 && self.smoothing <= 1.0) {
+            return Err(Error::Config(format!(
+                "smoothing {} is outside (0, 1]; 1 turns smoothing off",
+                self.smoothing
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(Error::Config(format!("threshold {} is outside [0, 1]", self.threshold)));
+        }
+        if self.blur == 0 || self.blur % 2 == 0 {
+            return Err(Error::Config(format!(
+                "blur {} must be an odd kernel size (1 turns blurring off)",
+                self.blur
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Scores as ffnetinfer produced them.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoresView<'a> {
+    pub data: &'a [f32],
+    pub spec: OutputSpec,
+    /// The picture's region in the model's input tensor (letterboxing), and that tensor's size.
+    pub region: Option<(Region, usize, usize)>,
+}
+
+/// One channel of a frame plane, as the renderers need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    Y,
+    U,
+    V,
+    R,
+    G,
+    B,
+    /// Alpha or padding: left as the frame had it where possible, opaque otherwise.
+    Keep,
+}
+
+/// How each plane of a format is rendered: (plane index, columns divisor, channels).
+/// YUY2/UYVY are handled as 4-channel pixel pairs so chroma stays unmixed.
+fn plane_channels(format: PixelFormat) -> Vec<(usize, usize, Vec<Channel>)> {
+    use Channel::*;
+    match format {
+        PixelFormat::Nv12 => vec![(0, 1, vec![Y]), (1, 1, vec![U, V])],
+        PixelFormat::Nv21 => vec![(0, 1, vec![Y]), (1, 1, vec![V, U])],
+        PixelFormat::I420 => vec![(0, 1, vec![Y]), (1, 1, vec![U]), (2, 1, vec![V])],
+        PixelFormat::Yv12 => vec![(0, 1, vec![Y]), (1, 1, vec![V]), (2, 1, vec![U])],
+        PixelFormat::Yuy2 => vec![(0, 2, vec![Y, U, Y, V])],
+        PixelFormat::Uyvy => vec![(0, 2, vec![U, Y, V, Y])],
+        PixelFormat::Rgb => vec![(0, 1, vec![R, G, B])],
+        PixelFormat::Bgr => vec![(0, 1, vec![B, G, R])],
+        PixelFormat::Rgba | PixelFormat::Rgbx => vec![(0, 1, vec![R, G, B, Keep])],
+        PixelFormat::Bgra | PixelFormat::Bgrx => vec![(0, 1, vec![B, G, R, Keep])],
+        PixelFormat::Gray8 => vec![(0, 1, vec![Y])],
+    }
+}
+
+fn channel_value(ch: Channel, rgb: [u8; 3], yuv: [u8; 3], gray: bool) -> f64 {
+    match ch {
+        Channel::Y if gray => {
+            (0.299 * rgb[0] as f64 + 0.587 * rgb[1] as f64 + 0.114 * rgb[2] as f64).round()
+        }
+        Channel::Y => yuv[0] as f64,
+        Channel::U => yuv[1] as f64,
+        Channel::V => yuv[2] as f64,
+        Channel::R => rgb[0] as f64,
+        Channel::G => rgb[1] as f64,
+        Channel::B => rgb[2] as f64,
+        Channel::Keep => 255.0,
+    }
+}
+
+/// Temporal state and scratch images; one per stream.
+pub struct Postprocessor {
+    config: PostprocessConfig,
+    /// s_t at model resolution (H×W f32).
+    smoothed: Option<Mat>,
+    /// Smoothed per-class probabilities, classes stacked vertically ((C·H)×W f32).
+    smoothed_classes: Option<Mat>,
+    spec: Option<OutputSpec>,
+    region: Option<(Region, usize, usize)>,
+    probability: Mat,
+    class_probs: Mat,
+    upsampled: Mat,
+    hard: Mat,
+    alpha: Mat,
+    weights: Mat,
+    inverse: Mat,
+    constant: Mat,
+    blurred: Mat,
+    labels_small: Mat,
+    labels: Mat,
+    palette_image: Mat,
+}
+
+impl Postprocessor {
+    pub fn new(config: PostprocessConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Postprocessor {
+            config,
+            smoothed: None,
+            smoothed_classes: None,
+            spec: None,
+            region: None,
+            probability: Mat::default(),
+            class_probs: Mat::default(),
+            upsampled: Mat::default(),
+            hard: Mat::default(),
+            alpha: Mat::default(),
+            weights: Mat::default(),
+            inverse: Mat::default(),
+            constant: Mat::default(),
+            blurred: Mat::default(),
+            labels_small: Mat::default(),
+            labels: Mat::default(),
+            palette_image: Mat::default(),
+        })
+    }
+
+    pub fn config(&self) -> &PostprocessConfig {
+        &self.config
+    }
+
+    /// Changes settings; the temporal state is kept (settings do not change the stream).
+    pub fn set_config(&mut self, config: PostprocessConfig) -> Result<()> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Forgets the temporal state (flush, EOS, caps or model change).
+    pub fn reset(&mut self) {
+        self.smoothed = None;
+        self.smoothed_classes = None;
+        self.spec = None;
+    }
+
+    /// Whether a result has been received since the last reset.
+    pub fn has_state(&self) -> bool {
+        self.smoothed.is_some()
+    }
+
+    /// Feeds one model result: computes p_t and updates s_t.
+    pub fn update(&mut self, scores: &ScoresView<'_>) -> Result<()> {
+        let spec = scores.spec;
+        if scores.data.len() != spec.element_count() {
+            return Err(Error::Input(format!(
+                "scores hold {} values, their description says {}",
+                scores.data.len(),
+                spec.element_count()
+            )));
+        }
+        if self.spec.is_some_and(|s| s != spec) {
+            // Another model: the old average means nothing for the new one.
+            self.reset();
+        }
+        self.spec = Some(spec);
+        self.region = scores.region;
+        let (h, w, c) = (spec.height, spec.width, spec.classes);
+        let a = self.config.smoothing as f64;
+
+        if c == 1 {
+            // SAFETY: the slice holds h*w f32 (checked above); the Mat is copied before `data` is released.
+            let view = unsafe { mat_over(scores.data.as_ptr().cast(), h, w, core::CV_32FC1, w * 4) }?;
+            view.copy_to(&mut self.probability)?;
+        } else {
+            self.softmax(scores.data, spec)?;
+            if self.smoothed_classes.is_none() || a >= 1.0 {
+                self.smoothed_classes = Some(self.class_probs.try_clone()?);
+            } else if let Some(s) = self.smoothed_classes.as_mut() {
+                imgproc::accumulate_weighted(&self.class_probs, s, a, &core::no_array())?;
+            }
+            self.selected_probability(spec)?;
+            // p from already-smoothed class probabilities is s_t (the sum is linear).
+            self.smoothed = Some(self.probability.try_clone()?);
+            return Ok(());
+        }
+        match self.smoothed.as_mut() {
+            Some(s) if a < 1.0 => {
+                imgproc::accumulate_weighted(&self.probability, s, a, &core::no_array())?;
+            }
+            _ => self.smoothed = Some(self.probability.try_clone()?),
+        }
+        Ok(())
+    }
+
+    /// Per-pixel softmax over classes into `class_probs` ((C·H)×W, class-major).
+    fn softmax(&mut self, data: &[f32], spec: OutputSpec) -> Result<()> {
+        let (h, w, c) = (spec.height, spec.width, spec.classes);
+        let plane = h * w;
+        if self.class_probs.rows() != (c * h) as i32 || self.class_probs.cols() != w as i32 {
+            self.class_probs =
+                Mat::new_rows_cols_with_default((c * h) as i32, w as i32, core::CV_32FC1, Scalar::all(0.0))?;
+        }
+        let out = self.class_probs.data_typed_mut::<f32>()?;
+        let at = |k: usize, i: usize| match spec.layout {
+            Layout::Nchw => data[k * plane + i],
+            Layout::Nhwc => data[i * c + k],
+        };
+        // OpenCV has no softmax outside its dnn module; this is one pass over C×H×W.
+        for i in 0..plane {
+            let mut max = f32::NEG_INFINITY;
+            for k in 0..c {
+                max = max.max(at(k, i));
+            }
+            let mut sum = 0.0f32;
+            for k in 0..c {
+                let e = (at(k, i) - max).exp();
+                out[k * plane + i] = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            for k in 0..c {
+                out[k * plane + i] *= inv;
+            }
+        }
+        Ok(())
+    }
+
+    /// p = Σ selected smoothed class probabilities.
+    fn selected_probability(&mut self, spec: OutputSpec) -> Result<()> {
+        let (h, w, c) = (spec.height, spec.width, spec.classes);
+        let probs = self.smoothed_classes.as_ref().expect("set by update");
+        self.probability = Mat::new_rows_cols_with_default(h as i32, w as i32, core::CV_32FC1, Scalar::all(0.0))?;
+        for &k in self.config.classes.iter().filter(|k| **k < c) {
+            let rows = probs.row_range(&core::Range::new((k * h) as i32, ((k + 1) * h) as i32)?)?;
+            let mut sum = Mat::default();
+            core::add(&self.probability, &rows, &mut sum, &core::no_array(), -1)?;
+            self.probability = sum;
+        }
+        Ok(())
+    }
+
+    /// The smoothed probability cropped to the picture (letterbox) at model resolution.
+    fn cropped(&self) -> Result<Mat> {
+        let s = self
+            .smoothed
+            .as_ref()
+            .ok_or_else(|| Error::Input("no model result received yet".into()))?;
+        Ok(self.crop_rows(s, 0)?)
+    }
+
+    fn crop_rows(&self, m: &Mat, class: usize) -> Result<Mat> {
+        let spec = self.spec.expect("set with smoothed");
+        let (h, w) = (spec.height as f64, spec.width as f64);
+        let full = Rect::new(0, (class * spec.height) as i32, spec.width as i32, spec.height as i32);
+        let rect = match self.region {
+            Some((r, tw, th)) if r.width != tw || r.height != th => {
+                let sx = w / tw as f64;
+                let sy = h / th as f64;
+                let x = (r.x as f64 * sx).floor() as i32;
+                let y = (r.y as f64 * sy).floor() as i32;
+                let rw = ((r.width as f64 * sx).ceil() as i32).clamp(1, spec.width as i32 - x);
+                let rh = ((r.height as f64 * sy).ceil() as i32).clamp(1, spec.height as i32 - y);
+                Rect::new(x, full.y + y, rw, rh)
+            }
+            _ => full,
+        };
+        Ok(Mat::roi(m, rect)?.try_clone()?)
+    }
+
+    /// Smoothed foreground probability upsampled to `width`×`height` (f32, 0..1): the
+    /// soft matte before thresholding.
+    pub fn probability_at(&mut self, width: usize, height: usize) -> Result<&Mat> {
+        let s = self.cropped()?;
+        imgproc::resize(
+            &s,
+            &mut self.upsampled,
+            Size::new(width as i32, height as i32),
+            0.0,
+            0.0,
+            imgproc::INTER_LINEAR,
+        )?;
+        Ok(&self.upsampled)
+    }
+
+    /// alpha = blur(s_up > threshold) at `width`×`height` (f32 in [0, 1]).
+    pub fn alpha_at(&mut self, width: usize, height: usize) -> Result<&Mat> {
+        self.probability_at(width, height)?;
+        imgproc::threshold(
+            &self.upsampled,
+            &mut self.hard,
+            self.config.threshold as f64,
+            1.0,
+            imgproc::THRESH_BINARY,
+        )?;
+        let k = self.config.blur as i32;
+        if k > 1 {
+            imgproc::blur(
+                &self.hard,
+                &mut self.alpha,
+                Size::new(k, k),
+                core::Point::new(-1, -1),
+                core::BORDER_DEFAULT,
+            )?;
+        } else {
+            self.hard.copy_to(&mut self.alpha)?;
+        }
+        Ok(&self.alpha)
+    }
+
+    /// Top class per pixel at model resolution (u8): argmax of the smoothed class
+    /// probabilities, or 0/1 for a one-channel model.
+    fn labels_small(&mut self) -> Result<()> {
+        let spec = self.spec.ok_or_else(|| Error::Input("no model result received yet".into()))?;
+        if spec.classes == 1 {
+            let s = self.cropped()?;
+            let mut t = Mat::default();
+            imgproc::threshold(&s, &mut t, self.config.threshold as f64, 1.0, imgproc::THRESH_BINARY)?;
+            t.convert_to(&mut self.labels_small, core::CV_8U, 1.0, 0.0)?;
+            return Ok(());
+        }
+        let probs = self.smoothed_classes.as_ref().expect("multi-class state");
+        let planes: Vec<Mat> = (0..spec.classes)
+            .map(|k| self.crop_rows(probs, k))
+            .collect::<Result<_>>()?;
+        let (rows, cols) = (planes[0].rows(), planes[0].cols());
+        let mut best = planes[0].try_clone()?;
+        self.labels_small = Mat::new_rows_cols_with_default(rows, cols, core::CV_8UC1, Scalar::all(0.0))?;
+        for (k, p) in planes.iter().enumerate().skip(1) {
+            // Where this class beats the best so far, it becomes the label.
+            let mut gt = Mat::default();
+            core::compare(p, &best, &mut gt, core::CMP_GT)?;
+            self.labels_small.set_to(&Scalar::all(k as f64), &gt)?;
+            p.copy_to_masked(&mut best, &gt)?;
+        }
+        Ok(())
+    }
+
+    /// Top class per pixel at `width`×`height` (u8, nearest-neighbour upsampling).
+    pub fn labels_at(&mut self, width: usize, height: usize) -> Result<&Mat> {
+        self.labels_small()?;
+        imgproc::resize(
+            &self.labels_small,
+            &mut self.labels,
+            Size::new(width as i32, height as i32),
+            0.0,
+            0.0,
+            imgproc::INTER_NEAREST,
+        )?;
+        Ok(&self.labels)
+    }
+
+    /// Writes a GRAY8 image: `mask` = alpha·255 (0/255 when blur is off),
+    /// `soft` = probability·255, `labels` = class index.
+    pub fn render_gray(&mut self, kind: GrayKind, out: &mut FrameViewMut<'_>) -> Result<()> {
+        if out.format != PixelFormat::Gray8 {
+            return Err(Error::Input("mask output must be GRAY8".into()));
+        }
+        let (w, h) = (out.width, out.height);
+        let (data, l) = &mut out.planes[0];
+        // SAFETY: FrameViewMut::new checked the plane covers h rows of w bytes at `stride`.
+        let mut dst = unsafe { mat_over(data.as_mut_ptr(), h, w, core::CV_8UC1, l.stride) }?;
+        let ptr = dst.data();
+        match kind {
+            GrayKind::Mask => {
+                let a = self.alpha_at(w, h)?;
+                a.convert_to(&mut dst, core::CV_8U, 255.0, 0.0)?;
+            }
+            GrayKind::Soft => {
+                let p = self.probability_at(w, h)?;
+                p.convert_to(&mut dst, core::CV_8U, 255.0, 0.0)?;
+            }
+            GrayKind::Labels => {
+                let lab = self.labels_at(w, h)?;
+                lab.copy_to(&mut dst)?;
+            }
+        }
+        ensure_same_data(&dst, ptr, "mask output")
+    }
+
+    /// `out = frame·(1 − o·alpha) + colour·o·alpha`, in place, in the frame's format.
+    pub fn render_overlay(&mut self, frame: &mut FrameViewMut<'_>, color: [u8; 3], opacity: f32) -> Result<()> {
+        let (w, h) = (frame.width, frame.height);
+        self.alpha_at(w, h)?;
+        let mut weight = Mat::default();
+        self.alpha.convert_to(&mut weight, core::CV_32F, opacity as f64, 0.0)?;
+        let yuv = frame.colorimetry.rgb_to_yuv(color);
+        let gray = frame.format == PixelFormat::Gray8;
+        for (plane, div, chans) in plane_channels(frame.format) {
+            let (data, l) = &mut frame.planes[plane];
+            let cols = l.width / div;
+            let cn = chans.len();
+            // SAFETY: the plane covers l.height rows of l.width*l.channels = cols*cn bytes.
+            let mut dst = unsafe { mat_over(data.as_mut_ptr(), l.height, cols, u8_type(cn), l.stride) }?;
+            let ptr = dst.data();
+            let size = Size::new(cols as i32, l.height as i32);
+            resize_weights(&weight, &mut self.weights, size)?;
+            one_minus(&self.weights, &mut self.inverse)?;
+            let mut vals = [0.0; 4];
+            for (i, ch) in chans.iter().enumerate() {
+                vals[i] = channel_value(*ch, color, yuv, gray);
+            }
+            fill_constant(&mut self.constant, size, u8_type(cn), Scalar::new(vals[0], vals[1], vals[2], vals[3]))?;
+            let src = dst.try_clone()?;
+            imgproc::blend_linear(&src, &self.constant, &self.inverse, &self.weights, &mut dst)?;
+            ensure_same_data(&dst, ptr, "overlay")?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the foreground sharp and box-blurs the background:
+    /// `out = frame·alpha + blur(frame)·(1 − alpha)`.
+    pub fn render_background_blur(&mut self, frame: &mut FrameViewMut<'_>, strength: usize) -> Result<()> {
+        let (w, h) = (frame.width, frame.height);
+        self.alpha_at(w, h)?;
+        let alpha = self.alpha.try_clone()?;
+        for (plane, div, chans) in plane_channels(frame.format) {
+            let (data, l) = &mut frame.planes[plane];
+            let cols = l.width / div;
+            let cn = chans.len();
+            // SAFETY: as in render_overlay.
+            let mut dst = unsafe { mat_over(data.as_mut_ptr(), l.height, cols, u8_type(cn), l.stride) }?;
+            let ptr = dst.data();
+            let size = Size::new(cols as i32, l.height as i32);
+            resize_weights(&alpha, &mut self.weights, size)?;
+            one_minus(&self.weights, &mut self.inverse)?;
+            // Kernel scaled to the plane so chroma and luma blur by the same picture distance.
+            let kx = ((strength * cols).div_ceil(w.max(1)) | 1).max(1) as i32;
+            let ky = ((strength * l.height).div_ceil(h.max(1)) | 1).max(1) as i32;
+            let src = dst.try_clone()?;
+            imgproc::blur(&src, &mut self.blurred, Size::new(kx, ky), core::Point::new(-1, -1), core::BORDER_REPLICATE)?;
+            imgproc::blend_linear(&src, &self.blurred, &self.weights, &self.inverse, &mut dst)?;
+            ensure_same_data(&dst, ptr, "background blur")?;
+        }
+        Ok(())
+    }
+
+    /// Colours every pixel by its top class (palette), blended with opacity `o`.
+    pub fn render_classes(&mut self, frame: &mut FrameViewMut<'_>, opacity: f32) -> Result<()> {
+        let (w, h) = (frame.width, frame.height);
+        self.labels_small()?;
+        let colorimetry: Colorimetry = frame.colorimetry;
+        let gray = frame.format == PixelFormat::Gray8;
+        for (plane, div, chans) in plane_channels(frame.format) {
+            let (data, l) = &mut frame.planes[plane];
+            let cols = l.width / div;
+            let cn = chans.len();
+            // SAFETY: as in render_overlay.
+            let mut dst = unsafe { mat_over(data.as_mut_ptr(), l.height, cols, u8_type(cn), l.stride) }?;
+            let ptr = dst.data();
+            let size = Size::new(cols as i32, l.height as i32);
+            imgproc::resize(&self.labels_small, &mut self.labels, size, 0.0, 0.0, imgproc::INTER_NEAREST)?;
+            let mut channels = Vector::<Mat>::new();
+            for ch in &chans {
+                let mut lut = [0u8; 256];
+                for (i, v) in lut.iter_mut().enumerate() {
+                    let rgb = palette_color(i);
+                    *v = channel_value(*ch, rgb, colorimetry.rgb_to_yuv(rgb), gray) as u8;
+                }
+                let lut = Mat::from_slice(&lut)?;
+                let mut m = Mat::default();
+                core::lut(&self.labels, &lut, &mut m)?;
+                channels.push(m);
+            }
+            core::merge(&channels, &mut self.palette_image)?;
+            let src = dst.try_clone()?;
+            core::add_weighted(&src, 1.0 - opacity as f64, &self.palette_image, opacity as f64, 0.0, &mut dst, -1)?;
+            ensure_same_data(&dst, ptr, "class overlay")?;
+        }
+        let _ = (w, h);
+        Ok(())
+    }
+}
+
+/// Which single-channel picture `render_gray` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrayKind {
+    Mask,
+    Soft,
+    Labels,
+}
+
+fn resize_weights(src: &Mat, dst: &mut Mat, size: Size) -> Result<()> {
+    if src.cols() == size.width && src.rows() == size.height {
+        src.copy_to(dst)?;
+    } else {
+        imgproc::resize(src, dst, size, 0.0, 0.0, imgproc::INTER_AREA)?;
+    }
+    Ok(())
+}
+
+fn one_minus(src: &Mat, dst: &mut Mat) -> Result<()> {
+    src.convert_to(dst, core::CV_32F, -1.0, 1.0)?;
+    Ok(())
+}
+
+fn fill_constant(m: &mut Mat, size: Size, typ: i32, value: Scalar) -> Result<()> {
+    if m.cols() != size.width || m.rows() != size.height || m.typ() != typ {
+        *m = Mat::new_size_with_default(size, typ, value)?;
+    } else {
+        m.set_to(&value, &core::no_array())?;
+    }
+    Ok(())
+}

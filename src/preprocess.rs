@@ -1,0 +1,412 @@
+//! segpreproc's engine: any supported frame → the model's input tensor.
+//!
+//! Work is proportional to the model's input, not the camera frame: the frame's planes
+//! are resized first (OpenCV `resize`), then colour conversion, scaling, mean/std and
+//! quantization are applied as one affine map per channel at model resolution
+//! (OpenCV `transform`). OpenCV's own `cvtColor` only knows BT.601; the matrix route
+//! handles BT.601 and BT.709, limited and full range alike.
+
+use opencv::core::{self, Mat, Scalar, Size, Vector};
+use opencv::imgproc;
+use opencv::prelude::*;
+
+use crate::cvmat::{ensure_same_data, mat_over, u8_type};
+use crate::error::{Error, Result};
+use crate::frame::{FrameView, PixelFormat};
+use crate::tensor::{DType, Layout, TensorSpec};
+
+/// `x * scale`, then `(x - mean) / std` per RGB channel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalization {
+    pub scale: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Default for Normalization {
+    fn default() -> Self {
+        Normalization {
+            scale: 1.0 / 255.0,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResizeMode {
+    /// Fill the whole tensor (aspect ratio not kept), as the course demo does.
+    #[default]
+    Stretch,
+    /// Keep the aspect ratio and pad; the used region is reported so post-processing crops it.
+    Letterbox,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interpolation {
+    Nearest,
+    #[default]
+    Linear,
+    Area,
+    Cubic,
+}
+
+impl Interpolation {
+    fn cv(self) -> i32 {
+        match self {
+            Interpolation::Nearest => imgproc::INTER_NEAREST,
+            Interpolation::Linear => imgproc::INTER_LINEAR,
+            Interpolation::Area => imgproc::INTER_AREA,
+            Interpolation::Cubic => imgproc::INTER_CUBIC,
+        }
+    }
+}
+
+/// The part of the tensor that holds the picture (all of it unless letterboxed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub x: usize,
+    pub y: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreprocessConfig {
+    pub target: TensorSpec,
+    pub normalization: Normalization,
+    pub resize: ResizeMode,
+    pub interpolation: Interpolation,
+}
+
+/// Reusable pre-processing state: scratch Mats are kept between frames so steady state
+/// allocates nothing.
+pub struct Preprocessor {
+    config: PreprocessConfig,
+    /// Resized planes, kept as a Vector so `merge` reads them without copies.
+    planes: Vector<Mat>,
+    chroma_split: Mat,
+    merged: Mat,
+    merged_f32: Mat,
+    normalized: Mat,
+    channel_scratch: Vector<Mat>,
+}
+
+impl Preprocessor {
+    pub fn new(config: PreprocessConfig) -> Result<Self> {
+        let t = &config.target;
+        if t.channels != 3 {
+            return Err(Error::Model(format!(
+                "model input has {} channels; segpreproc produces 3-channel RGB tensors",
+                t.channels
+            )));
+        }
+        if t.width == 0 || t.height == 0 {
+            return Err(Error::Config("model input size is 0".into()));
+        }
+        if config.normalization.std.iter().any(|s| *s == 0.0) {
+            return Err(Error::Config("std must not contain 0".into()));
+        }
+        Ok(Preprocessor {
+            config,
+            planes: Vector::from_iter([Mat::default(), Mat::default(), Mat::default()]),
+            chroma_split: Mat::default(),
+            merged: Mat::default(),
+            merged_f32: Mat::default(),
+            normalized: Mat::default(),
+            channel_scratch: Vector::new(),
+        })
+    }
+
+    pub fn config(&self) -> &PreprocessConfig {
+        &self.config
+    }
+
+    /// Where the picture lands in the tensor for a frame of this size.
+    pub fn region_for(&self, width: usize, height: usize) -> Region {
+        let t = &self.config.target;
+        match self.config.resize {
+            ResizeMode::Stretch => Region {
+                x: 0,
+                y: 0,
+                width: t.width,
+                height: t.height,
+            },
+            ResizeMode::Letterbox => {
+                let s = (t.width as f64 / width as f64).min(t.height as f64 / height as f64);
+                let w = ((width as f64 * s).round() as usize).clamp(1, t.width);
+                let h = ((height as f64 * s).round() as usize).clamp(1, t.height);
+                Region {
+                    x: (t.width - w) / 2,
+                    y: (t.height - h) / 2,
+                    width: w,
+                    height: h,
+                }
+            }
+        }
+    }
+
+    /// Fills `out` (exactly `target.byte_size()` bytes) with the tensor for `frame`.
+    pub fn run(&mut self, frame: &FrameView<'_>, out: &mut [u8]) -> Result<Region> {
+        let t = self.config.target;
+        if out.len() != t.byte_size() {
+            return Err(Error::Input(format!(
+                "tensor buffer has {} bytes, the model input needs {}",
+                out.len(),
+                t.byte_size()
+            )));
+        }
+        let region = self.region_for(frame.width, frame.height);
+        let size = Size::new(region.width as i32, region.height as i32);
+        let interp = self.config.interpolation.cv();
+
+        // 1. Resize the planes to the region, then gather them into one 3-channel (or
+        //    1/4-channel for gray/RGBx) u8 image whose channel order `colour` describes.
+        let colour = self.resize_planes(frame, size, interp)?;
+
+        // 2. One affine map: colour conversion ∘ scale ∘ mean/std ∘ quantization.
+        let (matrix, lo, hi) = self.fused_matrix(&colour);
+        self.merged.convert_to(&mut self.merged_f32, core::CV_32F, 1.0, 0.0)?;
+        let m = Mat::from_slice_2d(&matrix)?;
+        core::transform(&self.merged_f32, &mut self.normalized, &m)?;
+        // Clip to what real RGB in 0..255 maps to (YUV can leave the RGB gamut).
+        let mut clipped = Mat::default();
+        core::max(&self.normalized, &Scalar::new(lo[0], lo[1], lo[2], 0.0), &mut clipped)?;
+        core::min(&clipped, &Scalar::new(hi[0], hi[1], hi[2], 0.0), &mut self.normalized)?;
+
+        // 3. Write into the tensor in its layout and element type.
+        if region.width != t.width || region.height != t.height {
+            self.fill_padding(out, &matrix)?;
+        }
+        self.write_tensor(out, region)?;
+        Ok(region)
+    }
+
+    fn resize_planes(&mut self, frame: &FrameView<'_>, size: Size, interp: i32) -> Result<ColourSource> {
+        let f = frame.format;
+        let plane_mat = |i: usize, channels_override: Option<(usize, usize)>| -> Result<Mat> {
+            let (data, l) = &frame.planes[i];
+            let (cols, ch) = channels_override.unwrap_or((l.width, l.channels));
+            // SAFETY: FrameView::new checked that `data` covers `stride * (h-1) + w*c` bytes.
+            unsafe { mat_over(data.as_ptr(), l.height, cols, u8_type(ch), l.stride) }
+        };
+        match f {
+            PixelFormat::Rgb
+            | PixelFormat::Bgr
+            | PixelFormat::Rgba
+            | PixelFormat::Bgra
+            | PixelFormat::Rgbx
+            | PixelFormat::Bgrx
+            | PixelFormat::Gray8 => {
+                let src = plane_mat(0, None)?;
+                imgproc::resize(&src, &mut self.merged, size, 0.0, 0.0, interp)?;
+                Ok(match f.rgb_offsets() {
+                    Some(o) => ColourSource::Rgb {
+                        offsets: o,
+                        channels: f.packed_bytes_per_pixel(),
+                    },
+                    None => ColourSource::Gray,
+                })
+            }
+            PixelFormat::Nv12 | PixelFormat::Nv21 => {
+                let y = plane_mat(0, None)?;
+                let uv = plane_mat(1, None)?;
+                resize_into(&mut self.planes, 0, &y, size, interp)?;
+                resize_into(&mut self.planes, 1, &uv, size, interp)?;
+                merge_first(&self.planes, 2, &mut self.merged)?;
+                Ok(ColourSource::Yuv {
+                    swap_uv: f == PixelFormat::Nv21,
+                })
+            }
+            PixelFormat::I420 | PixelFormat::Yv12 => {
+                for i in 0..3 {
+                    let p = plane_mat(i, None)?;
+                    resize_into(&mut self.planes, i, &p, size, interp)?;
+                }
+                merge_first(&self.planes, 3, &mut self.merged)?;
+                Ok(ColourSource::Yuv {
+                    swap_uv: f == PixelFormat::Yv12,
+                })
+            }
+            PixelFormat::Yuy2 | PixelFormat::Uyvy => {
+                // Seen as 2-channel pixels the luma is one channel; seen as 4-channel
+                // pixel pairs (Y0 U Y1 V or U Y0 V Y1) the chroma is two channels.
+                let l = frame.planes[0].1;
+                let as_pairs = plane_mat(0, Some((l.width / 2, 4)))?;
+                let as_pixels = plane_mat(0, None)?;
+                let (y_ch, u_ch, v_ch) = if f == PixelFormat::Yuy2 { (0, 1, 3) } else { (1, 0, 2) };
+                let mut luma = Mat::default();
+                core::extract_channel(&as_pixels, &mut luma, y_ch)?;
+                // U and V into one 2-channel image at (w/2)×h.
+                if self.chroma_split.rows() != as_pairs.rows() || self.chroma_split.cols() != as_pairs.cols() {
+                    self.chroma_split =
+                        Mat::new_rows_cols_with_default(as_pairs.rows(), as_pairs.cols(), u8_type(2), Scalar::all(0.0))?;
+                }
+                core::mix_channels(&as_pairs, &mut self.chroma_split, &[u_ch, 0, v_ch, 1])?;
+                resize_into(&mut self.planes, 0, &luma, size, interp)?;
+                resize_into(&mut self.planes, 1, &self.chroma_split, size, interp)?;
+                merge_first(&self.planes, 2, &mut self.merged)?;
+                Ok(ColourSource::Yuv { swap_uv: false })
+            }
+        }
+        .map(|c| c.with_colorimetry(frame))
+    }
+
+    /// Rows of the per-channel affine map and the clip bounds, in the tensor's units.
+    fn fused_matrix(&self, colour: &ColourSource) -> (Vec<Vec<f64>>, [f64; 3], [f64; 3]) {
+        let base: Vec<Vec<f64>> = colour.to_rgb_rows();
+        let n = &self.config.normalization;
+        let q = self.config.target.quantization;
+        let mut rows = Vec::with_capacity(3);
+        let mut lo = [0.0; 3];
+        let mut hi = [0.0; 3];
+        for c in 0..3 {
+            let mut a = n.scale as f64 / n.std[c] as f64;
+            let mut b = -(n.mean[c] as f64) / n.std[c] as f64;
+            if let Some(q) = q {
+                a /= q.scale as f64;
+                b = b / q.scale as f64 + q.zero_point as f64;
+            }
+            let mut row: Vec<f64> = base[c].iter().map(|v| v * a).collect();
+            *row.last_mut().expect("rows have an offset column") += b;
+            rows.push(row);
+            let (x, y) = (b, a * 255.0 + b);
+            lo[c] = x.min(y);
+            hi[c] = x.max(y);
+        }
+        (rows, lo, hi)
+    }
+
+    /// Letterbox padding: the tensor value black would have.
+    fn fill_padding(&self, out: &mut [u8], rows: &[Vec<f64>]) -> Result<()> {
+        let t = self.config.target;
+        let black: Vec<f64> = rows.iter().map(|r| *r.last().expect("offset column")).collect();
+        let plane = t.width * t.height;
+        for c in 0..3 {
+            let v = black[c];
+            for i in 0..plane {
+                let idx = match t.layout {
+                    Layout::Nchw => c * plane + i,
+                    Layout::Nhwc => i * 3 + c,
+                };
+                match t.dtype {
+                    DType::F32 => out[idx * 4..idx * 4 + 4].copy_from_slice(&(v as f32).to_ne_bytes()),
+                    DType::U8 => out[idx] = v.round().clamp(0.0, 255.0) as u8,
+                    DType::U16 => out[idx * 2..idx * 2 + 2]
+                        .copy_from_slice(&(v.round().clamp(0.0, 65535.0) as u16).to_ne_bytes()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_tensor(&mut self, out: &mut [u8], region: Region) -> Result<()> {
+        let t = self.config.target;
+        let (cv_depth, esize) = match t.dtype {
+            DType::F32 => (core::CV_32F, 4),
+            DType::U8 => (core::CV_8U, 1),
+            DType::U16 => (core::CV_16U, 2),
+        };
+        match t.layout {
+            Layout::Nhwc => {
+                let typ = core::CV_MAKETYPE(cv_depth, 3);
+                let row = t.width * 3 * esize;
+                let offset = region.y * row + region.x * 3 * esize;
+                // SAFETY: the region lies inside the tensor, whose rows are `row` bytes.
+                let mut dst = unsafe {
+                    mat_over(out[offset..].as_ptr(), region.height, region.width, typ, row)
+                }?;
+                let ptr = dst.data();
+                // convert_to rounds and saturates for integer tensors; a plain copy for f32.
+                self.normalized.convert_to(&mut dst, typ, 1.0, 0.0)?;
+                ensure_same_data(&dst, ptr, "tensor write")?;
+            }
+            Layout::Nchw => {
+                core::split(&self.normalized, &mut self.channel_scratch)?;
+                let plane_bytes = t.width * t.height * esize;
+                let row = t.width * esize;
+                for c in 0..3 {
+                    let offset = c * plane_bytes + region.y * row + region.x * esize;
+                    // SAFETY: the region of plane c lies inside the tensor.
+                    let mut dst = unsafe {
+                        mat_over(out[offset..].as_ptr(), region.height, region.width, cv_depth, row)
+                    }?;
+                    let ptr = dst.data();
+                    self.channel_scratch.get(c)?.convert_to(&mut dst, cv_depth, 1.0, 0.0)?;
+                    ensure_same_data(&dst, ptr, "tensor write")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the channels of the merged, resized image mean.
+#[derive(Debug, Clone, Copy)]
+enum ColourSource {
+    Rgb { offsets: [usize; 3], channels: usize },
+    Gray,
+    Yuv { swap_uv: bool },
+    YuvWith { swap_uv: bool, matrix: [[f64; 4]; 3] },
+}
+
+impl ColourSource {
+    fn with_colorimetry(self, frame: &FrameView<'_>) -> Self {
+        match self {
+            ColourSource::Yuv { swap_uv } => ColourSource::YuvWith {
+                swap_uv,
+                matrix: frame.colorimetry.yuv_to_rgb(),
+            },
+            other => other,
+        }
+    }
+
+    /// 3 rows of (input channels + 1) coefficients giving R, G, B in 0..255.
+    fn to_rgb_rows(self) -> Vec<Vec<f64>> {
+        match self {
+            ColourSource::Rgb { offsets, channels } => (0..3)
+                .map(|c| {
+                    let mut r = vec![0.0; channels + 1];
+                    r[offsets[c]] = 1.0;
+                    r
+                })
+                .collect(),
+            ColourSource::Gray => (0..3).map(|_| vec![1.0, 0.0]).collect(),
+            ColourSource::YuvWith { swap_uv, matrix } => matrix
+                .iter()
+                .map(|r| {
+                    if swap_uv {
+                        vec![r[0], r[2], r[1], r[3]]
+                    } else {
+                        r.to_vec()
+                    }
+                })
+                .collect(),
+            ColourSource::Yuv { .. } => unreachable!("colorimetry is attached before use"),
+        }
+    }
+}
+
+/// Resizes `src` into element `i` of `planes`, reusing its memory when the size matches.
+fn resize_into(planes: &mut Vector<Mat>, i: usize, src: &Mat, size: Size, interp: i32) -> Result<()> {
+    // `get` hands out a header sharing the element's data, so a same-size resize writes
+    // straight into it; only a reallocation needs storing back.
+    let mut dst = planes.get(i)?;
+    let before = dst.data();
+    imgproc::resize(src, &mut dst, size, 0.0, 0.0, interp)?;
+    if dst.data() != before {
+        planes.set(i, dst)?;
+    }
+    Ok(())
+}
+
+/// Interleaves the first `n` planes into one image.
+fn merge_first(planes: &Vector<Mat>, n: usize, dst: &mut Mat) -> Result<()> {
+    if n == planes.len() {
+        core::merge(planes, dst)?;
+    } else {
+        let firsts: Vector<Mat> = planes.iter().take(n).collect();
+        core::merge(&firsts, dst)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! Tensor descriptions shared by the three stages: what the model wants as input and
+//! what it gives back.
+
+use crate::error::{Error, Result};
+
+/// Memory order of an image tensor with batch 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// 1×C×H×W (PyTorch/ONNX exports, e.g. FFNet from AI Hub).
+    Nchw,
+    /// 1×H×W×C (TFLite/QNN exports, e.g. MediaPipe selfie segmentation).
+    Nhwc,
+}
+
+impl Layout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Nchw => "nchw",
+            Layout::Nhwc => "nhwc",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "nchw" => Ok(Layout::Nchw),
+            "nhwc" => Ok(Layout::Nhwc),
+            other => Err(Error::Config(format!(
+                "unknown tensor layout '{other}': use nchw or nhwc"
+            ))),
+        }
+    }
+}
+
+/// Element type of a tensor the engine can produce or consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    U8,
+    U16,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::U8 => 1,
+            DType::U16 => 2,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::U8 => "u8",
+            DType::U16 => "u16",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" | "float" => Ok(DType::F32),
+            "u8" | "uint8" => Ok(DType::U8),
+            "u16" | "uint16" => Ok(DType::U16),
+            other => Err(Error::Config(format!(
+                "unknown tensor element type '{other}': use f32, u8 or u16"
+            ))),
+        }
+    }
+}
+
+/// Affine quantization: real = (q - zero_point) * scale.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantization {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+/// Shape, layout and element type of a batch-1 image tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorSpec {
+    pub width: usize,
+    pub height: usize,
+    pub channels: usize,
+    pub layout: Layout,
+    pub dtype: DType,
+    /// Present for quantized (u8/u16) tensors.
+    pub quantization: Option<Quantization>,
+}
+
+impl TensorSpec {
+    pub fn element_count(&self) -> usize {
+        self.width * self.height * self.channels
+    }
+
+    pub fn byte_size(&self) -> usize {
+        self.element_count() * self.dtype.size()
+    }
+
+    /// Shape as ONNX Runtime wants it.
+    pub fn shape(&self) -> [i64; 4] {
+        let (w, h, c) = (self.width as i64, self.height as i64, self.channels as i64);
+        match self.layout {
+            Layout::Nchw => [1, c, h, w],
+            Layout::Nhwc => [1, h, w, c],
+        }
+    }
+
+    /// Reads a 4-D image shape. The layout is the one whose channel axis is small
+    /// (≤ 4 for inputs, or the given hint when ambiguous).
+    pub fn from_shape(shape: &[i64], dtype: DType, hint: Option<Layout>) -> Result<Self> {
+        if shape.len() != 4 {
+            return Err(Error::Model(format!(
+                "expected a 4-D image tensor (1×C×H×W or 1×H×W×C), got shape {shape:?}"
+            )));
+        }
+        if shape[0] != 1 && shape[0] != -1 {
+            return Err(Error::Model(format!(
+                "batch size must be 1, got shape {shape:?}"
+            )));
+        }
+        let layout = match hint {
+            Some(l) => l,
+            None => guess_layout(shape),
+        };
+        let (c, h, w) = match layout {
+            Layout::Nchw => (shape[1], shape[2], shape[3]),
+            Layout::Nhwc => (shape[3], shape[1], shape[2]),
+        };
+        if c <= 0 || h <= 0 || w <= 0 {
+            return Err(Error::Model(format!(
+                "tensor shape {shape:?} has dynamic or empty dimensions; export the model with a \
+                 static input size (or set segpreproc width/height)"
+            )));
+        }
+        Ok(TensorSpec {
+            width: w as usize,
+            height: h as usize,
+            channels: c as usize,
+            layout,
+            dtype,
+            quantization: None,
+        })
+    }
+}
+
+/// NHWC when the last axis looks like channels (1..=4) and the second does not; NCHW otherwise.
+pub fn guess_layout(shape: &[i64]) -> Layout {
+    let last_small = (1..=4).contains(&shape[3]);
+    let second_small = (1..=4).contains(&shape[1]);
+    if last_small && !second_small {
+        Layout::Nhwc
+    } else {
+        Layout::Nchw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_are_guessed_from_channel_axis() {
+        assert_eq!(guess_layout(&[1, 256, 256, 3]), Layout::Nhwc);
+        assert_eq!(guess_layout(&[1, 3, 224, 224]), Layout::Nchw);
+        assert_eq!(guess_layout(&[1, 19, 64, 128]), Layout::Nchw);
+        assert_eq!(guess_layout(&[1, 256, 256, 1]), Layout::Nhwc);
+    }
+
+    #[test]
+    fn spec_reads_both_layouts() {
+        let s = TensorSpec::from_shape(&[1, 256, 256, 3], DType::F32, None).unwrap();
+        assert_eq!((s.width, s.height, s.channels, s.layout), (256, 256, 3, Layout::Nhwc));
+        assert_eq!(s.shape(), [1, 256, 256, 3]);
+        let s = TensorSpec::from_shape(&[1, 3, 128, 256], DType::F32, None).unwrap();
+        assert_eq!((s.width, s.height, s.channels, s.layout), (256, 128, 3, Layout::Nchw));
+        assert_eq!(s.byte_size(), 3 * 128 * 256 * 4);
+    }
+
+    #[test]
+    fn dynamic_and_bad_shapes_are_refused() {
+        assert!(TensorSpec::from_shape(&[1, 3, -1, -1], DType::F32, None).is_err());
+        assert!(TensorSpec::from_shape(&[3, 224, 224], DType::F32, None).is_err());
+        assert!(TensorSpec::from_shape(&[2, 3, 224, 224], DType::F32, None).is_err());
+    }
+}
