@@ -1,0 +1,58 @@
+//! `ffnetinfer`: runs the segmentation model (ONNX Runtime) on the tensor segpreproc
+//! attached, and attaches the model's scores to the same, unchanged frame.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct FfnetInfer(ObjectSubclass<imp::FfnetInfer>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFfnetInferProvider")]
+pub enum ProviderChoice {
+    #[enum_value(name = "Auto: NPU, then GPU, then CPU, among what this ONNX Runtime has", nick = "auto")]
+    Auto = 0,
+    #[enum_value(name = "CPU (ONNX Runtime's default provider)", nick = "cpu")]
+    Cpu = 1,
+    #[enum_value(name = "Qualcomm QNN (HTP NPU on Snapdragon)", nick = "qnn")]
+    Qnn = 2,
+    #[enum_value(name = "NVIDIA CUDA", nick = "cuda")]
+    Cuda = 3,
+    #[enum_value(name = "NVIDIA TensorRT", nick = "tensorrt")]
+    TensorRt = 4,
+    #[enum_value(name = "XNNPACK (optimized CPU kernels for Arm and x86)", nick = "xnnpack")]
+    Xnnpack = 5,
+    #[enum_value(name = "Intel OpenVINO", nick = "openvino")]
+    OpenVino = 6,
+}
+
+impl From<ProviderChoice> for ffnetseg::inference::Provider {
+    fn from(p: ProviderChoice) -> Self {
+        use ffnetseg::inference::Provider;
+        match p {
+            ProviderChoice::Auto => Provider::Auto,
+            ProviderChoice::Cpu => Provider::Cpu,
+            ProviderChoice::Qnn => Provider::Qnn,
+            ProviderChoice::Cuda => Provider::Cuda,
+            ProviderChoice::TensorRt => Provider::TensorRt,
+            ProviderChoice::Xnnpack => Provider::Xnnpack,
+            ProviderChoice::OpenVino => Provider::OpenVino,
+        }
+    }
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFfnetInferMode")]
+pub enum ModeChoice {
+    #[enum_value(name = "Sync: every frame waits for its own inference (exact, for files and tests)", nick = "sync")]
+    Sync = 0,
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(Some(plugin), "ffnetinfer", gst::Rank::NONE, FfnetInfer::static_type())
+}

@@ -1,0 +1,245 @@
+//! Buffer metadata that carries tensors along the unchanged camera frame.
+//!
+//! Both metas are `GstCustomMeta`s holding a `GstStructure`, so applications in any
+//! language can read them (C: `gst_buffer_get_custom_meta`, Python:
+//! `buf.get_custom_meta("FfnetsegScoresMeta")`). Rust applications use the typed views
+//! here:
+//!
+//! ```no_run
+//! # fn on_sample(sample: &gstreamer::Sample) {
+//! use gstffnetseg::meta::Scores;
+//! let buffer = sample.buffer().expect("a sample has a buffer");
+//! if let Some(scores) = Scores::from_buffer(buffer) {
+//!     let values = scores.values().expect("scores are readable");
+//!     println!(
+//!         "{}×{} scores, {} classes, from frame {:?}, on {}",
+//!         scores.width, scores.height, scores.classes, scores.source_pts, scores.provider
+//!     );
+//!     let _foreground = values.iter().filter(|p| **p > 0.5).count();
+//! }
+//! # }
+//! ```
+//!
+//! Structure fields (the contract for C and Python readers):
+//! - `FfnetsegInputTensorMeta` (from segpreproc): `tensor` (GstBuffer), `width`, `height`,
+//!   `channels` (u32), `layout` ("nchw"/"nhwc"), `dtype` ("f32"/"u8"/"u16"), `region-x`,
+//!   `region-y`, `region-width`, `region-height` (u32, the picture inside the tensor).
+//! - `FfnetsegScoresMeta` (from ffnetinfer): `scores` (GstBuffer of native-endian f32),
+//!   `classes`, `width`, `height` (u32), `layout`, `region-*` and `tensor-width`/`tensor-height`
+//!   as above, `source-pts` (u64 ns, absent when the frame had none), `sequence` (u64,
+//!   increases by one per inference), `provider` (string), `inference-ns` (u64).
+
+use std::sync::Once;
+
+use gst::glib;
+use gst::meta::CustomMeta;
+
+use ffnetseg::inference::OutputSpec;
+use ffnetseg::preprocess::Region;
+use ffnetseg::tensor::{DType, Layout, TensorSpec};
+
+pub const INPUT_TENSOR_META: &str = "FfnetsegInputTensorMeta";
+pub const SCORES_META: &str = "FfnetsegScoresMeta";
+
+/// Registers the meta types; called from plugin_init (and by applications that use the
+/// elements statically before creating them).
+pub fn register() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // No tags: the metas describe the picture's content, not its memory or size, so
+        // elements that copy or scale the frame may carry them along.
+        CustomMeta::register(INPUT_TENSOR_META, &[]);
+        CustomMeta::register(SCORES_META, &[]);
+    });
+}
+
+fn region_fields(s: &mut gst::StructureRef, r: Region) {
+    s.set("region-x", r.x as u32);
+    s.set("region-y", r.y as u32);
+    s.set("region-width", r.width as u32);
+    s.set("region-height", r.height as u32);
+}
+
+fn read_region(s: &gst::StructureRef) -> Option<Region> {
+    Some(Region {
+        x: s.get::<u32>("region-x").ok()? as usize,
+        y: s.get::<u32>("region-y").ok()? as usize,
+        width: s.get::<u32>("region-width").ok()? as usize,
+        height: s.get::<u32>("region-height").ok()? as usize,
+    })
+}
+
+fn add_or_replace<'a>(
+    buffer: &'a mut gst::BufferRef,
+    name: &str,
+) -> Result<gst::MetaRefMut<'a, CustomMeta, gst::meta::Standalone>, glib::BoolError> {
+    if let Ok(old) = CustomMeta::from_mut_buffer(buffer, name) {
+        old.remove()
+            .map_err(|_| glib::bool_error!("cannot replace the old {name}"))?;
+    }
+    CustomMeta::add(buffer, name)
+}
+
+/// The model input tensor segpreproc made for this frame.
+#[derive(Debug, Clone)]
+pub struct InputTensor {
+    pub tensor: gst::Buffer,
+    pub spec: TensorSpec,
+    pub region: Region,
+}
+
+impl InputTensor {
+    pub fn attach(&self, buffer: &mut gst::BufferRef) -> Result<(), glib::BoolError> {
+        let mut meta = add_or_replace(buffer, INPUT_TENSOR_META)?;
+        let s = meta.mut_structure();
+        s.set("tensor", self.tensor.clone());
+        s.set("width", self.spec.width as u32);
+        s.set("height", self.spec.height as u32);
+        s.set("channels", self.spec.channels as u32);
+        s.set("layout", self.spec.layout.as_str());
+        s.set("dtype", self.spec.dtype.as_str());
+        region_fields(s, self.region);
+        Ok(())
+    }
+
+    pub fn from_buffer(buffer: &gst::BufferRef) -> Option<Self> {
+        let meta = CustomMeta::from_buffer(buffer, INPUT_TENSOR_META).ok()?;
+        let s = meta.structure();
+        Some(InputTensor {
+            tensor: s.get::<gst::Buffer>("tensor").ok()?,
+            spec: TensorSpec {
+                width: s.get::<u32>("width").ok()? as usize,
+                height: s.get::<u32>("height").ok()? as usize,
+                channels: s.get::<u32>("channels").ok()? as usize,
+                layout: Layout::parse(s.get::<&str>("layout").ok()?).ok()?,
+                dtype: DType::parse(s.get::<&str>("dtype").ok()?).ok()?,
+                quantization: None,
+            },
+            region: read_region(s)?,
+        })
+    }
+}
+
+/// Model scores ffnetinfer attached to a frame.
+#[derive(Debug, Clone)]
+pub struct Scores {
+    /// Native-endian f32 scores in `layout` (1×C×H×W or 1×H×W×C).
+    pub scores: gst::Buffer,
+    pub classes: usize,
+    pub width: usize,
+    pub height: usize,
+    pub layout: Layout,
+    /// The picture's region in the model's input tensor, and that tensor's size.
+    pub region: Region,
+    pub tensor_width: usize,
+    pub tensor_height: usize,
+    /// Timestamp of the frame the scores were computed from.
+    pub source_pts: Option<gst::ClockTime>,
+    /// Increases by one per inference; equal values mean the same result.
+    pub sequence: u64,
+    /// Execution provider that produced the scores (e.g. "cpu", "qnn").
+    pub provider: String,
+    pub inference_ns: u64,
+}
+
+impl Scores {
+    pub fn output_spec(&self) -> OutputSpec {
+        OutputSpec {
+            classes: self.classes,
+            width: self.width,
+            height: self.height,
+            layout: self.layout,
+        }
+    }
+
+    /// Copies the scores out as f32.
+    pub fn values(&self) -> Result<Vec<f32>, glib::BoolError> {
+        let map = self.scores.map_readable()?;
+        Ok(map
+            .as_slice()
+            .chunks_exact(4)
+            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
+    pub fn attach(&self, buffer: &mut gst::BufferRef) -> Result<(), glib::BoolError> {
+        let mut meta = add_or_replace(buffer, SCORES_META)?;
+        let s = meta.mut_structure();
+        s.set("scores", self.scores.clone());
+        s.set("classes", self.classes as u32);
+        s.set("width", self.width as u32);
+        s.set("height", self.height as u32);
+        s.set("layout", self.layout.as_str());
+        region_fields(s, self.region);
+        s.set("tensor-width", self.tensor_width as u32);
+        s.set("tensor-height", self.tensor_height as u32);
+        if let Some(pts) = self.source_pts {
+            s.set("source-pts", pts.nseconds());
+        }
+        s.set("sequence", self.sequence);
+        s.set("provider", self.provider.as_str());
+        s.set("inference-ns", self.inference_ns);
+        Ok(())
+    }
+
+    pub fn from_buffer(buffer: &gst::BufferRef) -> Option<Self> {
+        let meta = CustomMeta::from_buffer(buffer, SCORES_META).ok()?;
+        let s = meta.structure();
+        Some(Scores {
+            scores: s.get::<gst::Buffer>("scores").ok()?,
+            classes: s.get::<u32>("classes").ok()? as usize,
+            width: s.get::<u32>("width").ok()? as usize,
+            height: s.get::<u32>("height").ok()? as usize,
+            layout: Layout::parse(s.get::<&str>("layout").ok()?).ok()?,
+            region: read_region(s)?,
+            tensor_width: s.get::<u32>("tensor-width").ok()? as usize,
+            tensor_height: s.get::<u32>("tensor-height").ok()? as usize,
+            source_pts: s.get::<u64>("source-pts").ok().map(gst::ClockTime::from_nseconds),
+            sequence: s.get::<u64>("sequence").ok()?,
+            provider: s.get::<String>("provider").ok()?,
+            inference_ns: s.get::<u64>("inference-ns").unwrap_or(0),
+        })
+    }
+}
+
+/// Name of the custom query segpreproc sends downstream to learn the model input; the
+/// answering ffnetinfer fills `width`, `height`, `channels`, `layout`, `dtype`.
+pub const CONTRACT_QUERY: &str = "ffnetseg-model-contract";
+
+pub fn contract_query() -> gst::query::Custom<gst::Query> {
+    gst::query::Custom::new(gst::Structure::new_empty(CONTRACT_QUERY))
+}
+
+pub fn answer_contract_query(query: &mut gst::QueryRef, spec: &TensorSpec) -> bool {
+    if let gst::QueryViewMut::Custom(q) = query.view_mut() {
+        let s = q.structure_mut();
+        if s.name() == CONTRACT_QUERY {
+            s.set("width", spec.width as u32);
+            s.set("height", spec.height as u32);
+            s.set("channels", spec.channels as u32);
+            s.set("layout", spec.layout.as_str());
+            s.set("dtype", spec.dtype.as_str());
+            return true;
+        }
+    }
+    false
+}
+
+pub fn is_contract_query(query: &gst::QueryRef) -> bool {
+    matches!(query.view(), gst::QueryView::Custom(q) if q.structure().is_some_and(|s| s.name() == CONTRACT_QUERY))
+}
+
+pub fn read_contract_answer(query: &gst::QueryRef) -> Option<TensorSpec> {
+    let gst::QueryView::Custom(q) = query.view() else {
+        return None;
+    };
+    let s = q.structure()?;
+    Some(TensorSpec {
+        width: s.get::<u32>("width").ok()? as usize,
+        height: s.get::<u32>("height").ok()? as usize,
+        channels: s.get::<u32>("channels").ok()? as usize,
+        layout: Layout::parse(s.get::<&str>("layout").ok()?).ok()?,
+        dtype: DType::parse(s.get::<&str>("dtype").ok()?).ok()?,
+        quantization: None,
+    })
+}

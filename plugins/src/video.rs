@@ -1,0 +1,98 @@
+//! Bridges GStreamer video frames to the engine's frame views (stride-aware, no copies).
+
+use gst_video::prelude::*;
+
+use ffnetseg::frame::{Colorimetry, FrameView, FrameViewMut, PixelFormat, PlaneLayout, YuvMatrix, YuvRange, plane_layouts};
+
+/// Caps formats all three elements accept.
+pub fn supported_formats() -> Vec<gst_video::VideoFormat> {
+    PixelFormat::ALL
+        .iter()
+        .map(|f| gst_video::VideoFormat::from_string(f.gst_name()))
+        .collect()
+}
+
+pub fn pixel_format(info: &gst_video::VideoInfo) -> Option<PixelFormat> {
+    PixelFormat::from_gst_name(info.format().to_str())
+}
+
+pub fn colorimetry(info: &gst_video::VideoInfo) -> Colorimetry {
+    let c = info.colorimetry();
+    Colorimetry {
+        matrix: if c.matrix() == gst_video::VideoColorMatrix::Bt709 {
+            YuvMatrix::Bt709
+        } else {
+            YuvMatrix::Bt601
+        },
+        range: if c.range() == gst_video::VideoColorRange::Range0_255 {
+            YuvRange::Full
+        } else {
+            YuvRange::Limited
+        },
+    }
+}
+
+fn layouts(format: PixelFormat, info: &gst_video::VideoInfo, strides: &[i32]) -> Vec<PlaneLayout> {
+    plane_layouts(format, info.width() as usize, info.height() as usize)
+        .into_iter()
+        .zip(strides)
+        .map(|((width, height, channels), stride)| PlaneLayout {
+            width,
+            height,
+            channels,
+            stride: *stride as usize,
+        })
+        .collect()
+}
+
+/// A read-only engine view of a mapped frame.
+pub fn frame_view<'a>(
+    frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>,
+) -> Result<FrameView<'a>, ffnetseg::Error> {
+    let info = frame.info();
+    let format = pixel_format(info)
+        .ok_or_else(|| ffnetseg::Error::Input(format!("unsupported format {}", info.format())))?;
+    let layouts = layouts(format, info, frame.plane_stride());
+    let mut planes = Vec::with_capacity(layouts.len());
+    for (i, l) in layouts.into_iter().enumerate() {
+        let data = frame
+            .plane_data(i as u32)
+            .map_err(|e| ffnetseg::Error::Input(format!("plane {i} is not readable: {e}")))?;
+        planes.push((data, l));
+    }
+    FrameView::new(format, info.width() as usize, info.height() as usize, colorimetry(info), planes)
+}
+
+/// A writable engine view of a mapped frame.
+pub fn frame_view_mut<'a>(
+    frame: &'a mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+) -> Result<FrameViewMut<'a>, ffnetseg::Error> {
+    let info = frame.info().clone();
+    let format = pixel_format(&info)
+        .ok_or_else(|| ffnetseg::Error::Input(format!("unsupported format {}", info.format())))?;
+    let strides: Vec<i32> = frame.plane_stride().to_vec();
+    let layouts = layouts(format, &info, &strides);
+    let n = layouts.len();
+    // Split the mutable borrow per plane: each plane's data is a disjoint region.
+    let mut ptrs = Vec::with_capacity(n);
+    for i in 0..n {
+        let data = frame
+            .plane_data_mut(i as u32)
+            .map_err(|e| ffnetseg::Error::Input(format!("plane {i} is not writable: {e}")))?;
+        ptrs.push((data.as_mut_ptr(), data.len()));
+    }
+    let planes = ptrs
+        .into_iter()
+        .zip(layouts)
+        // SAFETY: the planes of a mapped video frame do not overlap, and they live as
+        // long as the frame mapping borrowed for 'a.
+        .map(|((p, len), l)| (unsafe { std::slice::from_raw_parts_mut(p, len) }, l))
+        .collect();
+    FrameViewMut::new(format, info.width() as usize, info.height() as usize, colorimetry(&info), planes)
+}
+
+pub fn video_caps() -> gst::Caps {
+    gst_video::VideoCapsBuilder::new()
+        .format_list(supported_formats())
+        .build()
+}
