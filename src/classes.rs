@@ -68,7 +68,9 @@ pub fn parse_classes(s: &str) -> Result<Vec<usize>> {
     for item in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
         let idx = if let Ok(n) = item.parse::<usize>() {
             if n > 255 {
-                return Err(Error::Config(format!("class index {n} is too large (0..255)")));
+                return Err(Error::Config(format!(
+                    "class index {n} is too large (0..255)"
+                )));
             }
             n
         } else {
@@ -85,7 +87,9 @@ pub fn parse_classes(s: &str) -> Result<Vec<usize>> {
         }
     }
     if out.is_empty() {
-        return Err(Error::Config("classes is empty; example: person,rider or 11,12".into()));
+        return Err(Error::Config(
+            "classes is empty; example: person,rider or 11,12".into(),
+        ));
     }
     Ok(out)
 }
@@ -122,7 +126,10 @@ pub fn parse_color(s: &str) -> Result<[u8; 3]> {
         }
         return Err(bad());
     }
-    let hex = t.strip_prefix('#').or_else(|| t.strip_prefix("0x")).unwrap_or(&t);
+    let hex = t
+        .strip_prefix('#')
+        .or_else(|| t.strip_prefix("0x"))
+        .unwrap_or(&t);
     if hex.len() == 6 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
         let v = u32::from_str_radix(hex, 16).map_err(|_| bad())?;
         return Ok([(v >> 16) as u8, (v >> 8) as u8, v as u8]);
@@ -139,7 +146,12 @@ mod tests {
         assert_eq!(parse_classes("person,rider").unwrap(), vec![11, 12]);
         assert_eq!(parse_classes(" 11 , Traffic_Light ").unwrap(), vec![11, 6]);
         assert_eq!(parse_classes("car,car").unwrap(), vec![13]);
-        assert!(parse_classes("persn").unwrap_err().to_string().contains("Cityscapes"));
+        assert!(
+            parse_classes("persn")
+                .unwrap_err()
+                .to_string()
+                .contains("Cityscapes")
+        );
         assert!(parse_classes("").is_err());
     }
 

@@ -10,7 +10,13 @@ use crate::error::{Error, Result};
 ///
 /// # Safety
 /// `data` must be valid for `stride * (rows - 1) + cols * elem_size` bytes.
-pub(crate) unsafe fn mat_over(data: *const u8, rows: usize, cols: usize, typ: i32, stride: usize) -> Result<Mat> {
+pub(crate) unsafe fn mat_over(
+    data: *const u8,
+    rows: usize,
+    cols: usize,
+    typ: i32,
+    stride: usize,
+) -> Result<Mat> {
     // SAFETY: forwarded from the caller; OpenCV only records the pointer.
     let m = unsafe {
         Mat::new_rows_cols_with_data_unsafe(rows as i32, cols as i32, typ, data as *mut _, stride)

@@ -203,7 +203,11 @@ impl PlaneLayout {
 }
 
 /// The plane grid of a frame of this format and size (chroma rounded up for odd sizes).
-pub fn plane_layouts(format: PixelFormat, width: usize, height: usize) -> Vec<(usize, usize, usize)> {
+pub fn plane_layouts(
+    format: PixelFormat,
+    width: usize,
+    height: usize,
+) -> Vec<(usize, usize, usize)> {
     let cw = width.div_ceil(2);
     let ch = height.div_ceil(2);
     match format {
@@ -297,7 +301,12 @@ impl<'a> FrameView<'a> {
     }
 
     /// A view of tightly packed data (tests, examples).
-    pub fn packed(format: PixelFormat, width: usize, height: usize, data: &'a [u8]) -> Result<Self> {
+    pub fn packed(
+        format: PixelFormat,
+        width: usize,
+        height: usize,
+        data: &'a [u8],
+    ) -> Result<Self> {
         let mut planes = Vec::new();
         let mut rest = data;
         for (w, h, c) in plane_layouts(format, width, height) {
@@ -345,7 +354,12 @@ impl<'a> FrameViewMut<'a> {
     }
 
     /// A writable view of tightly packed data.
-    pub fn packed(format: PixelFormat, width: usize, height: usize, data: &'a mut [u8]) -> Result<Self> {
+    pub fn packed(
+        format: PixelFormat,
+        width: usize,
+        height: usize,
+        data: &'a mut [u8],
+    ) -> Result<Self> {
         let mut planes = Vec::new();
         let mut rest = data;
         for (w, h, c) in plane_layouts(format, width, height) {
@@ -390,7 +404,13 @@ mod tests {
             for range in [YuvRange::Limited, YuvRange::Full] {
                 let c = Colorimetry { matrix, range };
                 let m = c.yuv_to_rgb();
-                for rgb in [[255u8, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128], [0, 0, 0]] {
+                for rgb in [
+                    [255u8, 0, 0],
+                    [0, 255, 0],
+                    [0, 0, 255],
+                    [128, 128, 128],
+                    [0, 0, 0],
+                ] {
                     let [y, u, v] = c.rgb_to_yuv(rgb).map(|x| x as f64);
                     for (ch, row) in m.iter().enumerate() {
                         let got = row[0] * y + row[1] * u + row[2] * v + row[3];

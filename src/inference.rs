@@ -254,7 +254,10 @@ impl InferenceSession {
             ))
         })?;
         if meta.len() == 0 {
-            return Err(Error::Model(format!("model file {} is empty", path.display())));
+            return Err(Error::Model(format!(
+                "model file {} is empty",
+                path.display()
+            )));
         }
         let rt = runtime::runtime(config.ort_library.as_deref())?;
         let mut warnings = Vec::new();
@@ -360,7 +363,9 @@ fn bytemuck_f32(bytes: &[u8]) -> Result<&[f32]> {
     // SAFETY: every bit pattern is a valid f32; alignment is checked by align_to.
     let (head, body, tail) = unsafe { bytes.align_to::<f32>() };
     if !head.is_empty() || !tail.is_empty() {
-        return Err(Error::Input("input tensor memory is not 4-byte aligned".into()));
+        return Err(Error::Input(
+            "input tensor memory is not 4-byte aligned".into(),
+        ));
     }
     Ok(body)
 }
@@ -369,7 +374,9 @@ fn bytemuck_u16(bytes: &[u8]) -> Result<&[u16]> {
     // SAFETY: every bit pattern is a valid u16; alignment is checked by align_to.
     let (head, body, tail) = unsafe { bytes.align_to::<u16>() };
     if !head.is_empty() || !tail.is_empty() {
-        return Err(Error::Input("input tensor memory is not 2-byte aligned".into()));
+        return Err(Error::Input(
+            "input tensor memory is not 2-byte aligned".into(),
+        ));
     }
     Ok(body)
 }
@@ -383,7 +390,12 @@ fn register_provider(
 ) -> Result<(ort::session::builder::SessionBuilder, String)> {
     use ort::ep::ArbitrarilyConfigurableExecutionProvider as _;
     let wanted: Vec<Provider> = match config.provider {
-        Provider::Auto => vec![Provider::Qnn, Provider::TensorRt, Provider::Cuda, Provider::OpenVino],
+        Provider::Auto => vec![
+            Provider::Qnn,
+            Provider::TensorRt,
+            Provider::Cuda,
+            Provider::OpenVino,
+        ],
         Provider::Cpu => vec![],
         p => vec![p],
     };

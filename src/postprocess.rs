@@ -52,7 +52,10 @@ impl PostprocessConfig {
             )));
         }
         if !(0.0..=1.0).contains(&self.threshold) {
-            return Err(Error::Config(format!("threshold {} is outside [0, 1]", self.threshold)));
+            return Err(Error::Config(format!(
+                "threshold {} is outside [0, 1]",
+                self.threshold
+            )));
         }
         if self.blur == 0 || self.blur % 2 == 0 {
             return Err(Error::Config(format!(
@@ -211,7 +214,8 @@ impl Postprocessor {
 
         if c == 1 {
             // SAFETY: the slice holds h*w f32 (checked above); the Mat is copied before `data` is released.
-            let view = unsafe { mat_over(scores.data.as_ptr().cast(), h, w, core::CV_32FC1, w * 4) }?;
+            let view =
+                unsafe { mat_over(scores.data.as_ptr().cast(), h, w, core::CV_32FC1, w * 4) }?;
             view.copy_to(&mut self.probability)?;
         } else {
             self.softmax(scores.data, spec)?;
@@ -239,8 +243,12 @@ impl Postprocessor {
         let (h, w, c) = (spec.height, spec.width, spec.classes);
         let plane = h * w;
         if self.class_probs.rows() != (c * h) as i32 || self.class_probs.cols() != w as i32 {
-            self.class_probs =
-                Mat::new_rows_cols_with_default((c * h) as i32, w as i32, core::CV_32FC1, Scalar::all(0.0))?;
+            self.class_probs = Mat::new_rows_cols_with_default(
+                (c * h) as i32,
+                w as i32,
+                core::CV_32FC1,
+                Scalar::all(0.0),
+            )?;
         }
         let out = self.class_probs.data_typed_mut::<f32>()?;
         let at = |k: usize, i: usize| match spec.layout {
@@ -271,7 +279,8 @@ impl Postprocessor {
     fn selected_probability(&mut self, spec: OutputSpec) -> Result<()> {
         let (h, w, c) = (spec.height, spec.width, spec.classes);
         let probs = self.smoothed_classes.as_ref().expect("set by update");
-        self.probability = Mat::new_rows_cols_with_default(h as i32, w as i32, core::CV_32FC1, Scalar::all(0.0))?;
+        self.probability =
+            Mat::new_rows_cols_with_default(h as i32, w as i32, core::CV_32FC1, Scalar::all(0.0))?;
         for &k in self.config.classes.iter().filter(|k| **k < c) {
             let rows = probs.row_range(&core::Range::new((k * h) as i32, ((k + 1) * h) as i32)?)?;
             let mut sum = Mat::default();
@@ -293,7 +302,12 @@ impl Postprocessor {
     fn crop_rows(&self, m: &Mat, class: usize) -> Result<Mat> {
         let spec = self.spec.expect("set with smoothed");
         let (h, w) = (spec.height as f64, spec.width as f64);
-        let full = Rect::new(0, (class * spec.height) as i32, spec.width as i32, spec.height as i32);
+        let full = Rect::new(
+            0,
+            (class * spec.height) as i32,
+            spec.width as i32,
+            spec.height as i32,
+        );
         let rect = match self.region {
             Some((r, tw, th)) if r.width != tw || r.height != th => {
                 let sx = w / tw as f64;
@@ -352,11 +366,19 @@ impl Postprocessor {
     /// Top class per pixel at model resolution (u8): argmax of the smoothed class
     /// probabilities, or 0/1 for a one-channel model.
     fn labels_small(&mut self) -> Result<()> {
-        let spec = self.spec.ok_or_else(|| Error::Input("no model result received yet".into()))?;
+        let spec = self
+            .spec
+            .ok_or_else(|| Error::Input("no model result received yet".into()))?;
         if spec.classes == 1 {
             let s = self.cropped()?;
             let mut t = Mat::default();
-            imgproc::threshold(&s, &mut t, self.config.threshold as f64, 1.0, imgproc::THRESH_BINARY)?;
+            imgproc::threshold(
+                &s,
+                &mut t,
+                self.config.threshold as f64,
+                1.0,
+                imgproc::THRESH_BINARY,
+            )?;
             t.convert_to(&mut self.labels_small, core::CV_8U, 1.0, 0.0)?;
             return Ok(());
         }
@@ -366,7 +388,8 @@ impl Postprocessor {
             .collect::<Result<_>>()?;
         let (rows, cols) = (planes[0].rows(), planes[0].cols());
         let mut best = planes[0].try_clone()?;
-        self.labels_small = Mat::new_rows_cols_with_default(rows, cols, core::CV_8UC1, Scalar::all(0.0))?;
+        self.labels_small =
+            Mat::new_rows_cols_with_default(rows, cols, core::CV_8UC1, Scalar::all(0.0))?;
         for (k, p) in planes.iter().enumerate().skip(1) {
             // Where this class beats the best so far, it becomes the label.
             let mut gt = Mat::default();
@@ -420,11 +443,17 @@ impl Postprocessor {
     }
 
     /// `out = frame·(1 − o·alpha) + colour·o·alpha`, in place, in the frame's format.
-    pub fn render_overlay(&mut self, frame: &mut FrameViewMut<'_>, color: [u8; 3], opacity: f32) -> Result<()> {
+    pub fn render_overlay(
+        &mut self,
+        frame: &mut FrameViewMut<'_>,
+        color: [u8; 3],
+        opacity: f32,
+    ) -> Result<()> {
         let (w, h) = (frame.width, frame.height);
         self.alpha_at(w, h)?;
         let mut weight = Mat::default();
-        self.alpha.convert_to(&mut weight, core::CV_32F, opacity as f64, 0.0)?;
+        self.alpha
+            .convert_to(&mut weight, core::CV_32F, opacity as f64, 0.0)?;
         let yuv = frame.colorimetry.rgb_to_yuv(color);
         let gray = frame.format == PixelFormat::Gray8;
         for (plane, div, chans) in plane_channels(frame.format) {
@@ -432,7 +461,8 @@ impl Postprocessor {
             let cols = l.width / div;
             let cn = chans.len();
             // SAFETY: the plane covers l.height rows of l.width*l.channels = cols*cn bytes.
-            let mut dst = unsafe { mat_over(data.as_mut_ptr(), l.height, cols, u8_type(cn), l.stride) }?;
+            let mut dst =
+                unsafe { mat_over(data.as_mut_ptr(), l.height, cols, u8_type(cn), l.stride) }?;
             let ptr = dst.data();
             let size = Size::new(cols as i32, l.height as i32);
             resize_weights(&weight, &mut self.weights, size)?;
@@ -441,7 +471,12 @@ impl Postprocessor {
             for (i, ch) in chans.iter().enumerate() {
                 vals[i] = channel_value(*ch, color, yuv, gray);
             }
-            fill_constant(&mut self.constant, size, u8_type(cn), Scalar::new(vals[0], vals[1], vals[2], vals[3]))?;
+            fill_constant(
+                &mut self.constant,
+                size,
+                u8_type(cn),
+                Scalar::new(vals[0], vals[1], vals[2], vals[3]),
+            )?;
             let src = dst.try_clone()?;
             imgproc::blend_linear(&src, &self.constant, &self.inverse, &self.weights, &mut dst)?;
             ensure_same_data(&dst, ptr, "overlay")?;
@@ -451,7 +486,11 @@ impl Postprocessor {
 
     /// Keeps the foreground sharp and box-blurs the background:
     /// `out = frame·alpha + blur(frame)·(1 − alpha)`.
-    pub fn render_background_blur(&mut self, frame: &mut FrameViewMut<'_>, strength: usize) -> Result<()> {
+    pub fn render_background_blur(
+        &mut self,
+        frame: &mut FrameViewMut<'_>,
+        strength: usize,
+    ) -> Result<()> {
         let (w, h) = (frame.width, frame.height);
         self.alpha_at(w, h)?;
         let alpha = self.alpha.try_clone()?;
@@ -460,7 +499,8 @@ impl Postprocessor {
             let cols = l.width / div;
             let cn = chans.len();
             // SAFETY: as in render_overlay.
-            let mut dst = unsafe { mat_over(data.as_mut_ptr(), l.height, cols, u8_type(cn), l.stride) }?;
+            let mut dst =
+                unsafe { mat_over(data.as_mut_ptr(), l.height, cols, u8_type(cn), l.stride) }?;
             let ptr = dst.data();
             let size = Size::new(cols as i32, l.height as i32);
             resize_weights(&alpha, &mut self.weights, size)?;
@@ -469,7 +509,13 @@ impl Postprocessor {
             let kx = ((strength * cols).div_ceil(w.max(1)) | 1).max(1) as i32;
             let ky = ((strength * l.height).div_ceil(h.max(1)) | 1).max(1) as i32;
             let src = dst.try_clone()?;
-            imgproc::blur(&src, &mut self.blurred, Size::new(kx, ky), core::Point::new(-1, -1), core::BORDER_REPLICATE)?;
+            imgproc::blur(
+                &src,
+                &mut self.blurred,
+                Size::new(kx, ky),
+                core::Point::new(-1, -1),
+                core::BORDER_REPLICATE,
+            )?;
             imgproc::blend_linear(&src, &self.blurred, &self.weights, &self.inverse, &mut dst)?;
             ensure_same_data(&dst, ptr, "background blur")?;
         }
@@ -487,10 +533,18 @@ impl Postprocessor {
             let cols = l.width / div;
             let cn = chans.len();
             // SAFETY: as in render_overlay.
-            let mut dst = unsafe { mat_over(data.as_mut_ptr(), l.height, cols, u8_type(cn), l.stride) }?;
+            let mut dst =
+                unsafe { mat_over(data.as_mut_ptr(), l.height, cols, u8_type(cn), l.stride) }?;
             let ptr = dst.data();
             let size = Size::new(cols as i32, l.height as i32);
-            imgproc::resize(&self.labels_small, &mut self.labels, size, 0.0, 0.0, imgproc::INTER_NEAREST)?;
+            imgproc::resize(
+                &self.labels_small,
+                &mut self.labels,
+                size,
+                0.0,
+                0.0,
+                imgproc::INTER_NEAREST,
+            )?;
             let mut channels = Vector::<Mat>::new();
             for ch in &chans {
                 let mut lut = [0u8; 256];
@@ -505,7 +559,15 @@ impl Postprocessor {
             }
             core::merge(&channels, &mut self.palette_image)?;
             let src = dst.try_clone()?;
-            core::add_weighted(&src, 1.0 - opacity as f64, &self.palette_image, opacity as f64, 0.0, &mut dst, -1)?;
+            core::add_weighted(
+                &src,
+                1.0 - opacity as f64,
+                &self.palette_image,
+                opacity as f64,
+                0.0,
+                &mut dst,
+                -1,
+            )?;
             ensure_same_data(&dst, ptr, "class overlay")?;
         }
         let _ = (w, h);

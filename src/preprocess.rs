@@ -90,6 +90,36 @@ pub struct Preprocessor {
     merged_f32: Mat,
     normalized: Mat,
     channel_scratch: Vector<Mat>,
+    chroma_maps: Option<ChromaMaps>,
+}
+
+/// remap() coordinates that sample a subsampled chroma plane exactly where a bilinear
+/// resize of the full-resolution, nearest-upsampled picture would (what `cvtColor`
+/// followed by `resize` does), but at model resolution.
+struct ChromaMaps {
+    key: (usize, usize, usize, usize, i32, i32),
+    map_x: Mat,
+    map_y: Mat,
+}
+
+/// Position in a chroma grid (subsampled by `sub`) equivalent to OpenCV's bilinear
+/// sample of output pixel `i` when resizing `full` pixels to `out`.
+fn chroma_coordinate(i: usize, full: usize, out: usize, sub: usize) -> f32 {
+    let scale = full as f64 / out as f64;
+    let xf = (i as f64 + 0.5) * scale - 0.5;
+    let mut x0 = xf.floor();
+    let mut f = xf - x0;
+    if x0 < 0.0 {
+        x0 = 0.0;
+        f = 0.0;
+    }
+    let x0 = (x0 as usize).min(full - 1);
+    if x0 >= full - 1 {
+        f = 0.0;
+    }
+    let x1 = (x0 + 1).min(full - 1);
+    let (k0, k1) = (x0 / sub, x1 / sub);
+    (k0 as f64 + (k1 as f64 - k0 as f64) * f) as f32
 }
 
 impl Preprocessor {
@@ -115,6 +145,7 @@ impl Preprocessor {
             merged_f32: Mat::default(),
             normalized: Mat::default(),
             channel_scratch: Vector::new(),
+            chroma_maps: None,
         })
     }
 
@@ -165,24 +196,38 @@ impl Preprocessor {
         let colour = self.resize_planes(frame, size, interp)?;
 
         // 2. One affine map: colour conversion ∘ scale ∘ mean/std ∘ quantization.
-        let (matrix, lo, hi) = self.fused_matrix(&colour);
-        self.merged.convert_to(&mut self.merged_f32, core::CV_32F, 1.0, 0.0)?;
+        let (matrix, lo, hi, black) = self.fused_matrix(&colour);
+        self.merged
+            .convert_to(&mut self.merged_f32, core::CV_32F, 1.0, 0.0)?;
         let m = Mat::from_slice_2d(&matrix)?;
         core::transform(&self.merged_f32, &mut self.normalized, &m)?;
         // Clip to what real RGB in 0..255 maps to (YUV can leave the RGB gamut).
         let mut clipped = Mat::default();
-        core::max(&self.normalized, &Scalar::new(lo[0], lo[1], lo[2], 0.0), &mut clipped)?;
-        core::min(&clipped, &Scalar::new(hi[0], hi[1], hi[2], 0.0), &mut self.normalized)?;
+        core::max(
+            &self.normalized,
+            &Scalar::new(lo[0], lo[1], lo[2], 0.0),
+            &mut clipped,
+        )?;
+        core::min(
+            &clipped,
+            &Scalar::new(hi[0], hi[1], hi[2], 0.0),
+            &mut self.normalized,
+        )?;
 
         // 3. Write into the tensor in its layout and element type.
         if region.width != t.width || region.height != t.height {
-            self.fill_padding(out, &matrix)?;
+            self.fill_padding(out, black)?;
         }
         self.write_tensor(out, region)?;
         Ok(region)
     }
 
-    fn resize_planes(&mut self, frame: &FrameView<'_>, size: Size, interp: i32) -> Result<ColourSource> {
+    fn resize_planes(
+        &mut self,
+        frame: &FrameView<'_>,
+        size: Size,
+        interp: i32,
+    ) -> Result<ColourSource> {
         let f = frame.format;
         let plane_mat = |i: usize, channels_override: Option<(usize, usize)>| -> Result<Mat> {
             let (data, l) = &frame.planes[i];
@@ -212,16 +257,18 @@ impl Preprocessor {
                 let y = plane_mat(0, None)?;
                 let uv = plane_mat(1, None)?;
                 resize_into(&mut self.planes, 0, &y, size, interp)?;
-                resize_into(&mut self.planes, 1, &uv, size, interp)?;
+                self.resize_chroma(1, &uv, frame.width, frame.height, (2, 2), size, interp)?;
                 merge_first(&self.planes, 2, &mut self.merged)?;
                 Ok(ColourSource::Yuv {
                     swap_uv: f == PixelFormat::Nv21,
                 })
             }
             PixelFormat::I420 | PixelFormat::Yv12 => {
-                for i in 0..3 {
+                let y = plane_mat(0, None)?;
+                resize_into(&mut self.planes, 0, &y, size, interp)?;
+                for i in 1..3 {
                     let p = plane_mat(i, None)?;
-                    resize_into(&mut self.planes, i, &p, size, interp)?;
+                    self.resize_chroma(i, &p, frame.width, frame.height, (2, 2), size, interp)?;
                 }
                 merge_first(&self.planes, 3, &mut self.merged)?;
                 Ok(ColourSource::Yuv {
@@ -234,17 +281,29 @@ impl Preprocessor {
                 let l = frame.planes[0].1;
                 let as_pairs = plane_mat(0, Some((l.width / 2, 4)))?;
                 let as_pixels = plane_mat(0, None)?;
-                let (y_ch, u_ch, v_ch) = if f == PixelFormat::Yuy2 { (0, 1, 3) } else { (1, 0, 2) };
+                let (y_ch, u_ch, v_ch) = if f == PixelFormat::Yuy2 {
+                    (0, 1, 3)
+                } else {
+                    (1, 0, 2)
+                };
                 let mut luma = Mat::default();
                 core::extract_channel(&as_pixels, &mut luma, y_ch)?;
                 // U and V into one 2-channel image at (w/2)×h.
-                if self.chroma_split.rows() != as_pairs.rows() || self.chroma_split.cols() != as_pairs.cols() {
-                    self.chroma_split =
-                        Mat::new_rows_cols_with_default(as_pairs.rows(), as_pairs.cols(), u8_type(2), Scalar::all(0.0))?;
+                if self.chroma_split.rows() != as_pairs.rows()
+                    || self.chroma_split.cols() != as_pairs.cols()
+                {
+                    self.chroma_split = Mat::new_rows_cols_with_default(
+                        as_pairs.rows(),
+                        as_pairs.cols(),
+                        u8_type(2),
+                        Scalar::all(0.0),
+                    )?;
                 }
                 core::mix_channels(&as_pairs, &mut self.chroma_split, &[u_ch, 0, v_ch, 1])?;
                 resize_into(&mut self.planes, 0, &luma, size, interp)?;
-                resize_into(&mut self.planes, 1, &self.chroma_split, size, interp)?;
+                let chroma = std::mem::take(&mut self.chroma_split);
+                self.resize_chroma(1, &chroma, frame.width, frame.height, (2, 1), size, interp)?;
+                self.chroma_split = chroma;
                 merge_first(&self.planes, 2, &mut self.merged)?;
                 Ok(ColourSource::Yuv { swap_uv: false })
             }
@@ -252,14 +311,83 @@ impl Preprocessor {
         .map(|c| c.with_colorimetry(frame))
     }
 
+    /// Brings a subsampled chroma plane to the region size. With bilinear interpolation
+    /// it samples where `cvtColor` (nearest chroma upsampling) followed by `resize` would,
+    /// so results match the full-resolution route without its cost.
+    #[allow(clippy::too_many_arguments)]
+    fn resize_chroma(
+        &mut self,
+        index: usize,
+        src: &Mat,
+        full_w: usize,
+        full_h: usize,
+        sub: (usize, usize),
+        size: Size,
+        interp: i32,
+    ) -> Result<()> {
+        if interp != imgproc::INTER_LINEAR {
+            return resize_into(&mut self.planes, index, src, size, interp);
+        }
+        let key = (full_w, full_h, sub.0, sub.1, size.width, size.height);
+        if self.chroma_maps.as_ref().is_none_or(|m| m.key != key) {
+            let (w, h) = (size.width as usize, size.height as usize);
+            let xs: Vec<f32> = (0..w)
+                .map(|i| chroma_coordinate(i, full_w, w, sub.0))
+                .collect();
+            let ys: Vec<f32> = (0..h)
+                .map(|i| chroma_coordinate(i, full_h, h, sub.1))
+                .collect();
+            let mut map_x = Mat::new_rows_cols_with_default(
+                h as i32,
+                w as i32,
+                core::CV_32FC1,
+                Scalar::all(0.0),
+            )?;
+            let mut map_y = Mat::new_rows_cols_with_default(
+                h as i32,
+                w as i32,
+                core::CV_32FC1,
+                Scalar::all(0.0),
+            )?;
+            {
+                let mx = map_x.data_typed_mut::<f32>()?;
+                let my = map_y.data_typed_mut::<f32>()?;
+                for r in 0..h {
+                    mx[r * w..(r + 1) * w].copy_from_slice(&xs);
+                    my[r * w..(r + 1) * w].fill(ys[r]);
+                }
+            }
+            self.chroma_maps = Some(ChromaMaps { key, map_x, map_y });
+        }
+        let maps = self.chroma_maps.as_ref().expect("built above");
+        let mut dst = self.planes.get(index)?;
+        let before = dst.data();
+        imgproc::remap(
+            src,
+            &mut dst,
+            &maps.map_x,
+            &maps.map_y,
+            imgproc::INTER_LINEAR,
+            core::BORDER_REPLICATE,
+            Scalar::all(0.0),
+        )?;
+        if dst.data() != before {
+            self.planes.set(index, dst)?;
+        }
+        Ok(())
+    }
+
     /// Rows of the per-channel affine map and the clip bounds, in the tensor's units.
-    fn fused_matrix(&self, colour: &ColourSource) -> (Vec<Vec<f64>>, [f64; 3], [f64; 3]) {
+    /// Also returns the tensor value of black (the letterbox padding).
+    #[allow(clippy::type_complexity)]
+    fn fused_matrix(&self, colour: &ColourSource) -> (Vec<Vec<f64>>, [f64; 3], [f64; 3], [f64; 3]) {
         let base: Vec<Vec<f64>> = colour.to_rgb_rows();
         let n = &self.config.normalization;
         let q = self.config.target.quantization;
         let mut rows = Vec::with_capacity(3);
         let mut lo = [0.0; 3];
         let mut hi = [0.0; 3];
+        let mut black = [0.0; 3];
         for c in 0..3 {
             let mut a = n.scale as f64 / n.std[c] as f64;
             let mut b = -(n.mean[c] as f64) / n.std[c] as f64;
@@ -273,14 +401,14 @@ impl Preprocessor {
             let (x, y) = (b, a * 255.0 + b);
             lo[c] = x.min(y);
             hi[c] = x.max(y);
+            black[c] = b;
         }
-        (rows, lo, hi)
+        (rows, lo, hi, black)
     }
 
     /// Letterbox padding: the tensor value black would have.
-    fn fill_padding(&self, out: &mut [u8], rows: &[Vec<f64>]) -> Result<()> {
+    fn fill_padding(&self, out: &mut [u8], black: [f64; 3]) -> Result<()> {
         let t = self.config.target;
-        let black: Vec<f64> = rows.iter().map(|r| *r.last().expect("offset column")).collect();
         let plane = t.width * t.height;
         for c in 0..3 {
             let v = black[c];
@@ -290,7 +418,9 @@ impl Preprocessor {
                     Layout::Nhwc => i * 3 + c,
                 };
                 match t.dtype {
-                    DType::F32 => out[idx * 4..idx * 4 + 4].copy_from_slice(&(v as f32).to_ne_bytes()),
+                    DType::F32 => {
+                        out[idx * 4..idx * 4 + 4].copy_from_slice(&(v as f32).to_ne_bytes())
+                    }
                     DType::U8 => out[idx] = v.round().clamp(0.0, 255.0) as u8,
                     DType::U16 => out[idx * 2..idx * 2 + 2]
                         .copy_from_slice(&(v.round().clamp(0.0, 65535.0) as u16).to_ne_bytes()),
@@ -314,7 +444,13 @@ impl Preprocessor {
                 let offset = region.y * row + region.x * 3 * esize;
                 // SAFETY: the region lies inside the tensor, whose rows are `row` bytes.
                 let mut dst = unsafe {
-                    mat_over(out[offset..].as_ptr(), region.height, region.width, typ, row)
+                    mat_over(
+                        out[offset..].as_ptr(),
+                        region.height,
+                        region.width,
+                        typ,
+                        row,
+                    )
                 }?;
                 let ptr = dst.data();
                 // convert_to rounds and saturates for integer tensors; a plain copy for f32.
@@ -329,10 +465,18 @@ impl Preprocessor {
                     let offset = c * plane_bytes + region.y * row + region.x * esize;
                     // SAFETY: the region of plane c lies inside the tensor.
                     let mut dst = unsafe {
-                        mat_over(out[offset..].as_ptr(), region.height, region.width, cv_depth, row)
+                        mat_over(
+                            out[offset..].as_ptr(),
+                            region.height,
+                            region.width,
+                            cv_depth,
+                            row,
+                        )
                     }?;
                     let ptr = dst.data();
-                    self.channel_scratch.get(c)?.convert_to(&mut dst, cv_depth, 1.0, 0.0)?;
+                    self.channel_scratch
+                        .get(c)?
+                        .convert_to(&mut dst, cv_depth, 1.0, 0.0)?;
                     ensure_same_data(&dst, ptr, "tensor write")?;
                 }
             }
@@ -344,10 +488,18 @@ impl Preprocessor {
 /// What the channels of the merged, resized image mean.
 #[derive(Debug, Clone, Copy)]
 enum ColourSource {
-    Rgb { offsets: [usize; 3], channels: usize },
+    Rgb {
+        offsets: [usize; 3],
+        channels: usize,
+    },
     Gray,
-    Yuv { swap_uv: bool },
-    YuvWith { swap_uv: bool, matrix: [[f64; 4]; 3] },
+    Yuv {
+        swap_uv: bool,
+    },
+    YuvWith {
+        swap_uv: bool,
+        matrix: [[f64; 4]; 3],
+    },
 }
 
 impl ColourSource {
@@ -388,7 +540,13 @@ impl ColourSource {
 }
 
 /// Resizes `src` into element `i` of `planes`, reusing its memory when the size matches.
-fn resize_into(planes: &mut Vector<Mat>, i: usize, src: &Mat, size: Size, interp: i32) -> Result<()> {
+fn resize_into(
+    planes: &mut Vector<Mat>,
+    i: usize,
+    src: &Mat,
+    size: Size,
+    interp: i32,
+) -> Result<()> {
     // `get` hands out a header sharing the element's data, so a same-size resize writes
     // straight into it; only a reallocation needs storing back.
     let mut dst = planes.get(i)?;

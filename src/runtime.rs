@@ -95,7 +95,11 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
         .with_name("ffnetseg")
         .with_telemetry(false)
         .build()
-        .map_err(|e| Error::Runtime(format!("could not create the ONNX Runtime environment: {e}")))?;
+        .map_err(|e| {
+            Error::Runtime(format!(
+                "could not create the ONNX Runtime environment: {e}"
+            ))
+        })?;
     let version = ort_version();
     let _ = RUNTIME.set(Runtime {
         environment,

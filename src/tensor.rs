@@ -169,10 +169,16 @@ mod tests {
     #[test]
     fn spec_reads_both_layouts() {
         let s = TensorSpec::from_shape(&[1, 256, 256, 3], DType::F32, None).unwrap();
-        assert_eq!((s.width, s.height, s.channels, s.layout), (256, 256, 3, Layout::Nhwc));
+        assert_eq!(
+            (s.width, s.height, s.channels, s.layout),
+            (256, 256, 3, Layout::Nhwc)
+        );
         assert_eq!(s.shape(), [1, 256, 256, 3]);
         let s = TensorSpec::from_shape(&[1, 3, 128, 256], DType::F32, None).unwrap();
-        assert_eq!((s.width, s.height, s.channels, s.layout), (256, 128, 3, Layout::Nchw));
+        assert_eq!(
+            (s.width, s.height, s.channels, s.layout),
+            (256, 128, 3, Layout::Nchw)
+        );
         assert_eq!(s.byte_size(), 3 * 128 * 256 * 4);
     }
 

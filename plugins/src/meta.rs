@@ -194,7 +194,10 @@ impl Scores {
             region: read_region(s)?,
             tensor_width: s.get::<u32>("tensor-width").ok()? as usize,
             tensor_height: s.get::<u32>("tensor-height").ok()? as usize,
-            source_pts: s.get::<u64>("source-pts").ok().map(gst::ClockTime::from_nseconds),
+            source_pts: s
+                .get::<u64>("source-pts")
+                .ok()
+                .map(gst::ClockTime::from_nseconds),
             sequence: s.get::<u64>("sequence").ok()?,
             provider: s.get::<String>("provider").ok()?,
             inference_ns: s.get::<u64>("inference-ns").unwrap_or(0),

@@ -2,7 +2,10 @@
 
 use gst_video::prelude::*;
 
-use ffnetseg::frame::{Colorimetry, FrameView, FrameViewMut, PixelFormat, PlaneLayout, YuvMatrix, YuvRange, plane_layouts};
+use ffnetseg::frame::{
+    Colorimetry, FrameView, FrameViewMut, PixelFormat, PlaneLayout, YuvMatrix, YuvRange,
+    plane_layouts,
+};
 
 /// Caps formats all three elements accept.
 pub fn supported_formats() -> Vec<gst_video::VideoFormat> {
@@ -60,7 +63,13 @@ pub fn frame_view<'a>(
             .map_err(|e| ffnetseg::Error::Input(format!("plane {i} is not readable: {e}")))?;
         planes.push((data, l));
     }
-    FrameView::new(format, info.width() as usize, info.height() as usize, colorimetry(info), planes)
+    FrameView::new(
+        format,
+        info.width() as usize,
+        info.height() as usize,
+        colorimetry(info),
+        planes,
+    )
 }
 
 /// A writable engine view of a mapped frame.
@@ -88,7 +97,13 @@ pub fn frame_view_mut<'a>(
         // long as the frame mapping borrowed for 'a.
         .map(|((p, len), l)| (unsafe { std::slice::from_raw_parts_mut(p, len) }, l))
         .collect();
-    FrameViewMut::new(format, info.width() as usize, info.height() as usize, colorimetry(&info), planes)
+    FrameViewMut::new(
+        format,
+        info.width() as usize,
+        info.height() as usize,
+        colorimetry(&info),
+        planes,
+    )
 }
 
 pub fn video_caps() -> gst::Caps {

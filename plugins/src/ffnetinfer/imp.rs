@@ -13,7 +13,11 @@ use super::{ModeChoice, ProviderChoice};
 use crate::meta::{self, InputTensor, Scores};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("ffnetinfer", gst::DebugColorFlags::empty(), Some("ffnetseg inference"))
+    gst::DebugCategory::new(
+        "ffnetinfer",
+        gst::DebugColorFlags::empty(),
+        Some("ffnetseg inference"),
+    )
 });
 
 #[derive(Debug, Clone)]
@@ -67,11 +71,11 @@ impl FfnetInfer {
         let model = settings.model.clone().ok_or_else(|| {
             gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ["no model: set ffnetinfer's model property to an .onnx file (e.g. model=models/selfie_segmentation.onnx)"]
+                ("no model: set ffnetinfer's model property to an .onnx file (e.g. model=models/selfie_segmentation.onnx)")
             )
         })?;
         let provider_options = parse_provider_options(&settings.provider_options)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["provider-options: {e}"]))?;
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("provider-options: {e}")))?;
         let config = SessionConfig {
             model: PathBuf::from(&model),
             provider: settings.provider.into(),
@@ -81,12 +85,12 @@ impl FfnetInfer {
             ort_library: settings.ort_library.as_ref().map(PathBuf::from),
         };
         let session = InferenceSession::open(&config).map_err(|e| match e {
-            ffnetseg::Error::Runtime(_) => gst::error_msg!(gst::LibraryError::Init, ["{e}"]),
-            _ => gst::error_msg!(gst::ResourceError::OpenRead, ["{e}"]),
+            ffnetseg::Error::Runtime(_) => gst::error_msg!(gst::LibraryError::Init, ("{e}")),
+            _ => gst::error_msg!(gst::ResourceError::OpenRead, ("{e}")),
         })?;
         for w in session.warnings() {
             gst::warning!(CAT, imp = self, "{w}");
-            gst::element_imp_warning!(self, gst::LibraryError::Settings, ["{w}"]);
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{w}"));
         }
         let c = session.contract();
         gst::info!(
@@ -110,7 +114,12 @@ impl FfnetInfer {
         pc.set_params(None, (c.output.element_count() * 4) as u32, 2, 0);
         pool.set_config(pc)
             .and_then(|_| pool.set_active(true))
-            .map_err(|e| gst::error_msg!(gst::ResourceError::NoSpaceLeft, ["cannot allocate score buffers: {e}"]))?;
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::NoSpaceLeft,
+                    ("cannot allocate score buffers: {e}")
+                )
+            })?;
         self.stats.lock().unwrap().active_provider = session.active_provider().to_string();
         let _ = self.obj().post_message(
             gst::message::Element::builder(
@@ -225,11 +234,16 @@ impl ObjectImpl for FfnetInfer {
                 let v = v.unwrap_or_default();
                 match parse_provider_options(&v) {
                     Ok(_) => s.provider_options = v,
-                    Err(e) => glib::g_warning!("ffnetinfer", "provider-options: {e}; keeping the previous value"),
+                    Err(e) => glib::g_warning!(
+                        "ffnetinfer",
+                        "provider-options: {e}; keeping the previous value"
+                    ),
                 }
             }
             "threads" => s.threads = value.get().expect("type checked upstream"),
-            "disable-cpu-fallback" => s.disable_cpu_fallback = value.get().expect("type checked upstream"),
+            "disable-cpu-fallback" => {
+                s.disable_cpu_fallback = value.get().expect("type checked upstream")
+            }
             "ort-library" => s.ort_library = value.get().expect("type checked upstream"),
             "mode" => s.mode = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
@@ -283,8 +297,20 @@ impl ElementImpl for FfnetInfer {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = crate::video::video_caps();
             vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
             ]
         });
         TEMPLATES.as_ref()
@@ -292,7 +318,8 @@ impl ElementImpl for FfnetInfer {
 }
 
 impl BaseTransformImpl for FfnetInfer {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
@@ -327,7 +354,7 @@ impl BaseTransformImpl for FfnetInfer {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
-                ["the frame carries no input tensor: put segpreproc directly before ffnetinfer (… ! segpreproc ! ffnetinfer model=… ! …)"]
+                ("the frame carries no input tensor: put segpreproc directly before ffnetinfer (… ! segpreproc ! ffnetinfer model=… ! …)")
             );
             gst::FlowError::Error
         })?;
@@ -342,7 +369,7 @@ impl BaseTransformImpl for FfnetInfer {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
-                [
+                (
                     "segpreproc made a {}×{} {} {} tensor but the model wants {}×{} {} {}: remove \
                      segpreproc's width/height/layout overrides or make them match the model",
                     input.spec.width,
@@ -353,24 +380,31 @@ impl BaseTransformImpl for FfnetInfer {
                     contract.input.height,
                     contract.input.layout.as_str(),
                     contract.input.dtype.as_str()
-                ]
+                )
             );
             return Err(gst::FlowError::Error);
         }
         let mut scores = state.pool.acquire_buffer(None)?;
         let started = Instant::now();
         {
-            let tmap = input.tensor.map_readable().map_err(|_| gst::FlowError::Error)?;
+            let tmap = input
+                .tensor
+                .map_readable()
+                .map_err(|_| gst::FlowError::Error)?;
             let sref = scores.get_mut().expect("a fresh pool buffer is writable");
             let mut smap = sref.map_writable().map_err(|_| gst::FlowError::Error)?;
             // SAFETY: f32 has no invalid bit patterns; align_to checks alignment.
             let (head, out, tail) = unsafe { smap.as_mut_slice().align_to_mut::<f32>() };
             if !head.is_empty() || !tail.is_empty() {
-                gst::element_imp_error!(self, gst::CoreError::Failed, ["score buffer is not 4-byte aligned"]);
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Failed,
+                    ("score buffer is not 4-byte aligned")
+                );
                 return Err(gst::FlowError::Error);
             }
             state.session.run(tmap.as_slice(), out).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("{e}"));
                 gst::FlowError::Error
             })?;
         }
@@ -399,7 +433,11 @@ impl BaseTransformImpl for FfnetInfer {
         }
         .attach(buf)
         .map_err(|e| {
-            gst::element_imp_error!(self, gst::CoreError::Failed, ["cannot attach the scores: {e}"]);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Failed,
+                ("cannot attach the scores: {e}")
+            );
             gst::FlowError::Error
         })?;
         Ok(gst::FlowSuccess::Ok)

@@ -14,7 +14,10 @@ glib::wrapper! {
 #[repr(u32)]
 #[enum_type(name = "GstFfnetInferProvider")]
 pub enum ProviderChoice {
-    #[enum_value(name = "Auto: NPU, then GPU, then CPU, among what this ONNX Runtime has", nick = "auto")]
+    #[enum_value(
+        name = "Auto: NPU, then GPU, then CPU, among what this ONNX Runtime has",
+        nick = "auto"
+    )]
     Auto = 0,
     #[enum_value(name = "CPU (ONNX Runtime's default provider)", nick = "cpu")]
     Cpu = 1,
@@ -24,7 +27,10 @@ pub enum ProviderChoice {
     Cuda = 3,
     #[enum_value(name = "NVIDIA TensorRT", nick = "tensorrt")]
     TensorRt = 4,
-    #[enum_value(name = "XNNPACK (optimized CPU kernels for Arm and x86)", nick = "xnnpack")]
+    #[enum_value(
+        name = "XNNPACK (optimized CPU kernels for Arm and x86)",
+        nick = "xnnpack"
+    )]
     Xnnpack = 5,
     #[enum_value(name = "Intel OpenVINO", nick = "openvino")]
     OpenVino = 6,
@@ -49,10 +55,18 @@ impl From<ProviderChoice> for ffnetseg::inference::Provider {
 #[repr(u32)]
 #[enum_type(name = "GstFfnetInferMode")]
 pub enum ModeChoice {
-    #[enum_value(name = "Sync: every frame waits for its own inference (exact, for files and tests)", nick = "sync")]
+    #[enum_value(
+        name = "Sync: every frame waits for its own inference (exact, for files and tests)",
+        nick = "sync"
+    )]
     Sync = 0,
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(Some(plugin), "ffnetinfer", gst::Rank::NONE, FfnetInfer::static_type())
+    gst::Element::register(
+        Some(plugin),
+        "ffnetinfer",
+        gst::Rank::NONE,
+        FfnetInfer::static_type(),
+    )
 }

@@ -15,7 +15,11 @@ use crate::meta::Scores;
 use crate::video;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("segpostproc", gst::DebugColorFlags::empty(), Some("ffnetseg post-processing"))
+    gst::DebugCategory::new(
+        "segpostproc",
+        gst::DebugColorFlags::empty(),
+        Some("ffnetseg post-processing"),
+    )
 });
 
 #[derive(Debug, Clone)]
@@ -85,7 +89,7 @@ impl SegPostproc {
                     region: Some((scores.region, scores.tensor_width, scores.tensor_height)),
                 };
                 state.post.update(&view).map_err(|e| {
-                    gst::element_imp_error!(self, gst::StreamError::Decode, ["bad scores: {e}"]);
+                    gst::element_imp_error!(self, gst::StreamError::Decode, ("bad scores: {e}"));
                     gst::FlowError::Error
                 })?;
                 state.last_sequence = Some(scores.sequence);
@@ -97,11 +101,9 @@ impl SegPostproc {
                     gst::element_imp_warning!(
                         self,
                         gst::StreamError::Format,
-                        [
-                            "frames arrive without segmentation scores, so they pass unchanged (mask \
+                        ("frames arrive without segmentation scores, so they pass unchanged (mask \
                              modes output black): put ffnetinfer before segpostproc (… ! segpreproc ! \
-                             ffnetinfer model=… ! segpostproc)"
-                        ]
+                             ffnetinfer model=… ! segpostproc)")
                     );
                 }
                 Ok(state.post.has_state())
@@ -109,11 +111,14 @@ impl SegPostproc {
         }
     }
 
-    fn ensure_state<'a>(&self, guard: &'a mut Option<State>) -> Result<&'a mut State, gst::FlowError> {
+    fn ensure_state<'a>(
+        &self,
+        guard: &'a mut Option<State>,
+    ) -> Result<&'a mut State, gst::FlowError> {
         if guard.is_none() {
             let config = self.settings.lock().unwrap().engine_config();
             let post = Postprocessor::new(config).map_err(|e| {
-                gst::element_imp_error!(self, gst::LibraryError::Settings, ["{e}"]);
+                gst::element_imp_error!(self, gst::LibraryError::Settings, ("{e}"));
                 gst::FlowError::Error
             })?;
             *guard = Some(State {
@@ -244,8 +249,18 @@ impl ObjectImpl for SegPostproc {
             "smoothing" => s.smoothing = value.get().expect("type checked upstream"),
             "threshold" => s.threshold = value.get().expect("type checked upstream"),
             "blur" => s.blur = value.get().expect("type checked upstream"),
-            "classes" => s.classes = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
-            "color" => s.color = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
+            "classes" => {
+                s.classes = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
+            }
+            "color" => {
+                s.color = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
+            }
             "opacity" => s.opacity = value.get().expect("type checked upstream"),
             "background-blur" => s.background_blur = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
@@ -294,8 +309,20 @@ impl ElementImpl for SegPostproc {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = video::video_caps();
             vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
             ]
         });
         TEMPLATES.as_ref()
@@ -323,7 +350,10 @@ impl BaseTransformImpl for SegPostproc {
                     if direction == gst::PadDirection::Sink {
                         s.set("format", "GRAY8");
                     } else {
-                        s.set("format", gst::List::new(video::supported_formats().iter().map(|f| f.to_str())));
+                        s.set(
+                            "format",
+                            gst::List::new(video::supported_formats().iter().map(|f| f.to_str())),
+                        );
                     }
                     s.remove_fields(["colorimetry", "chroma-site"]);
                     out.append_structure(s);
@@ -333,7 +363,11 @@ impl BaseTransformImpl for SegPostproc {
         } else {
             caps.clone()
         };
-        gst::debug!(CAT, imp = self, "transformed {caps} ({direction:?}) into {out}");
+        gst::debug!(
+            CAT,
+            imp = self,
+            "transformed {caps} ({direction:?}) into {out}"
+        );
         match filter {
             Some(f) => Some(f.intersect_with_mode(&out, gst::CapsIntersectMode::First)),
             None => Some(out),
@@ -344,9 +378,10 @@ impl BaseTransformImpl for SegPostproc {
         // A new segment of time, a flush or the end: an average over frames from before
         // means nothing after.
         match event.view() {
-            gst::EventView::FlushStop(_) | gst::EventView::Eos(_) | gst::EventView::StreamStart(_) | gst::EventView::Caps(_) => {
-                self.reset()
-            }
+            gst::EventView::FlushStop(_)
+            | gst::EventView::Eos(_)
+            | gst::EventView::StreamStart(_)
+            | gst::EventView::Caps(_) => self.reset(),
             _ => {}
         }
         self.parent_sink_event(event)
@@ -383,22 +418,28 @@ impl VideoFilterImpl for SegPostproc {
             return Ok(gst::FlowSuccess::Ok);
         }
         let mut view = video::frame_view_mut(frame).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ["{e}"]);
+            gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
             gst::FlowError::Error
         })?;
         let result = match settings.mode {
             Mode::Overlay => {
                 let color = parse_color(&settings.color).expect("validated in set_property");
-                state.post.render_overlay(&mut view, color, settings.opacity as f32)
+                state
+                    .post
+                    .render_overlay(&mut view, color, settings.opacity as f32)
             }
-            Mode::BackgroundBlur => state.post.render_background_blur(&mut view, settings.background_blur as usize),
-            Mode::Classes => state.post.render_classes(&mut view, settings.opacity as f32),
+            Mode::BackgroundBlur => state
+                .post
+                .render_background_blur(&mut view, settings.background_blur as usize),
+            Mode::Classes => state
+                .post
+                .render_classes(&mut view, settings.opacity as f32),
             Mode::Mask | Mode::Alpha | Mode::Labels => {
                 unreachable!("gray modes negotiate GRAY8 output and use transform_frame")
             }
         };
         result.map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ["rendering failed: {e}"]);
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("rendering failed: {e}"));
             gst::FlowError::Error
         })?;
         Ok(gst::FlowSuccess::Ok)
@@ -414,7 +455,7 @@ impl VideoFilterImpl for SegPostproc {
         let state = self.ensure_state(&mut guard)?;
         let have = self.update(state, inframe.buffer())?;
         let mut view = video::frame_view_mut(outframe).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ["{e}"]);
+            gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
             gst::FlowError::Error
         })?;
         if !have {
@@ -429,12 +470,16 @@ impl VideoFilterImpl for SegPostproc {
             Mode::Alpha => GrayKind::Soft,
             Mode::Labels => GrayKind::Labels,
             other => {
-                gst::element_imp_error!(self, gst::CoreError::Negotiation, ["mode {other:?} cannot produce a new frame"]);
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("mode {other:?} cannot produce a new frame")
+                );
                 return Err(gst::FlowError::NotNegotiated);
             }
         };
         state.post.render_gray(kind, &mut view).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ["rendering failed: {e}"]);
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("rendering failed: {e}"));
             gst::FlowError::Error
         })?;
         Ok(gst::FlowSuccess::Ok)

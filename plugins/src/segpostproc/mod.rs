@@ -14,17 +14,35 @@ glib::wrapper! {
 #[repr(u32)]
 #[enum_type(name = "GstSegPostprocMode")]
 pub enum Mode {
-    #[enum_value(name = "Overlay: tint the foreground with color at opacity (keeps the input format)", nick = "overlay")]
+    #[enum_value(
+        name = "Overlay: tint the foreground with color at opacity (keeps the input format)",
+        nick = "overlay"
+    )]
     Overlay = 0,
-    #[enum_value(name = "Mask: GRAY8, 255 = foreground (soft edges when blur > 1)", nick = "mask")]
+    #[enum_value(
+        name = "Mask: GRAY8, 255 = foreground (soft edges when blur > 1)",
+        nick = "mask"
+    )]
     Mask = 1,
-    #[enum_value(name = "Alpha: GRAY8 soft matte, the smoothed probability ×255 before thresholding", nick = "alpha")]
+    #[enum_value(
+        name = "Alpha: GRAY8 soft matte, the smoothed probability ×255 before thresholding",
+        nick = "alpha"
+    )]
     Alpha = 2,
-    #[enum_value(name = "Background blur: keep the foreground sharp, blur the rest (keeps the input format)", nick = "background-blur")]
+    #[enum_value(
+        name = "Background blur: keep the foreground sharp, blur the rest (keeps the input format)",
+        nick = "background-blur"
+    )]
     BackgroundBlur = 3,
-    #[enum_value(name = "Classes: colour every pixel by its top class, Cityscapes palette (keeps the input format)", nick = "classes")]
+    #[enum_value(
+        name = "Classes: colour every pixel by its top class, Cityscapes palette (keeps the input format)",
+        nick = "classes"
+    )]
     Classes = 4,
-    #[enum_value(name = "Labels: GRAY8 top-class index per pixel (0/1 for one-channel models)", nick = "labels")]
+    #[enum_value(
+        name = "Labels: GRAY8 top-class index per pixel (0/1 for one-channel models)",
+        nick = "labels"
+    )]
     Labels = 5,
 }
 
@@ -36,5 +54,10 @@ impl Mode {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(Some(plugin), "segpostproc", gst::Rank::NONE, SegPostproc::static_type())
+    gst::Element::register(
+        Some(plugin),
+        "segpostproc",
+        gst::Rank::NONE,
+        SegPostproc::static_type(),
+    )
 }

@@ -6,7 +6,9 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use ffnetseg::preprocess::{Interpolation, Normalization, PreprocessConfig, Preprocessor, ResizeMode};
+use ffnetseg::preprocess::{
+    Interpolation, Normalization, PreprocessConfig, Preprocessor, ResizeMode,
+};
 use ffnetseg::tensor::{DType, Layout, TensorSpec};
 
 use super::{InterpolationChoice, LayoutChoice, ResizeChoice};
@@ -14,7 +16,11 @@ use crate::meta::{self, InputTensor};
 use crate::video;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("segpreproc", gst::DebugColorFlags::empty(), Some("ffnetseg pre-processing"))
+    gst::DebugCategory::new(
+        "segpreproc",
+        gst::DebugColorFlags::empty(),
+        Some("ffnetseg pre-processing"),
+    )
 });
 
 #[derive(Debug, Clone)]
@@ -64,12 +70,15 @@ fn parse_triplet(s: &str) -> Result<Option<[f32; 3]>, String> {
     let v: Result<Vec<f32>, _> = s.split(',').map(|x| x.trim().parse::<f32>()).collect();
     match v {
         Ok(v) if v.len() == 3 => Ok(Some([v[0], v[1], v[2]])),
-        _ => Err(format!("'{s}' is not three comma-separated numbers (example: 0.485,0.456,0.406)")),
+        _ => Err(format!(
+            "'{s}' is not three comma-separated numbers (example: 0.485,0.456,0.406)"
+        )),
     }
 }
 
 fn format_triplet(v: Option<[f32; 3]>) -> String {
-    v.map(|v| format!("{},{},{}", v[0], v[1], v[2])).unwrap_or_default()
+    v.map(|v| format!("{},{},{}", v[0], v[1], v[2]))
+        .unwrap_or_default()
 }
 
 impl SegPreproc {
@@ -77,18 +86,24 @@ impl SegPreproc {
     fn resolve_target(&self, settings: &Settings) -> Result<TensorSpec, gst::ErrorMessage> {
         let mut query = meta::contract_query();
         let answered = self.obj().src_pad().peer_query(&mut query);
-        let from_model = if answered { meta::read_contract_answer(&query) } else { None };
-        gst::debug!(CAT, imp = self, "model contract from downstream: {from_model:?}");
+        let from_model = if answered {
+            meta::read_contract_answer(&query)
+        } else {
+            None
+        };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "model contract from downstream: {from_model:?}"
+        );
         let mut spec = match from_model {
             Some(s) => s,
             None => {
                 if settings.width == 0 || settings.height == 0 {
                     return Err(gst::error_msg!(
                         gst::CoreError::Negotiation,
-                        [
-                            "segpreproc does not know the model's input size: link it directly to \
-                             ffnetinfer (which reports it) or set the width and height properties"
-                        ]
+                        ("segpreproc does not know the model's input size: link it directly to \
+                             ffnetinfer (which reports it) or set the width and height properties")
                     ));
                 }
                 TensorSpec {
@@ -115,7 +130,11 @@ impl SegPreproc {
         Ok(spec)
     }
 
-    fn make_preprocessor(&self, settings: &Settings, target: TensorSpec) -> Result<Preprocessor, gst::ErrorMessage> {
+    fn make_preprocessor(
+        &self,
+        settings: &Settings,
+        target: TensorSpec,
+    ) -> Result<Preprocessor, gst::ErrorMessage> {
         let config = PreprocessConfig {
             target,
             normalization: Normalization {
@@ -135,7 +154,7 @@ impl SegPreproc {
             },
         };
         Preprocessor::new(config)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["segpreproc: {e}"]))
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("segpreproc: {e}")))
     }
 
     fn tensor_pool(size: usize) -> Result<gst::BufferPool, gst::ErrorMessage> {
@@ -144,7 +163,12 @@ impl SegPreproc {
         config.set_params(None, size as u32, 2, 0);
         pool.set_config(config)
             .and_then(|_| pool.set_active(true))
-            .map_err(|e| gst::error_msg!(gst::ResourceError::NoSpaceLeft, ["cannot allocate tensor buffers: {e}"]))?;
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::NoSpaceLeft,
+                    ("cannot allocate tensor buffers: {e}")
+                )
+            })?;
         Ok(pool)
     }
 }
@@ -223,11 +247,16 @@ impl ObjectImpl for SegPreproc {
                 let text: Option<String> = value.get().expect("type checked upstream");
                 match parse_triplet(text.as_deref().unwrap_or("")) {
                     Ok(v) if name == "std" && v.is_some_and(|v| v.contains(&0.0)) => {
-                        glib::g_warning!("segpreproc", "std must not contain 0; keeping the previous value");
+                        glib::g_warning!(
+                            "segpreproc",
+                            "std must not contain 0; keeping the previous value"
+                        );
                     }
                     Ok(v) if name == "mean" => s.mean = v,
                     Ok(v) => s.std = v,
-                    Err(e) => glib::g_warning!("segpreproc", "{name}: {e}; keeping the previous value"),
+                    Err(e) => {
+                        glib::g_warning!("segpreproc", "{name}: {e}; keeping the previous value")
+                    }
                 }
             }
             other => unreachable!("unknown property {other}"),
@@ -271,8 +300,20 @@ impl ElementImpl for SegPreproc {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = video::video_caps();
             vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
             ]
         });
         TEMPLATES.as_ref()
@@ -280,7 +321,8 @@ impl ElementImpl for SegPreproc {
 }
 
 impl BaseTransformImpl for SegPreproc {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
@@ -297,7 +339,10 @@ impl BaseTransformImpl for SegPreproc {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        if let Some(State { pool: Some(pool), .. }) = self.state.lock().unwrap().take() {
+        if let Some(State {
+            pool: Some(pool), ..
+        }) = self.state.lock().unwrap().take()
+        {
             let _ = pool.set_active(false);
         }
         Ok(())
@@ -317,7 +362,11 @@ impl BaseTransformImpl for SegPreproc {
         let settings = self.settings.lock().unwrap().clone();
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or_else(|| {
-            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["no caps before the first frame"]);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("no caps before the first frame")
+            );
             gst::FlowError::NotNegotiated
         })?;
         if state.preprocessor.is_none() {
@@ -325,7 +374,15 @@ impl BaseTransformImpl for SegPreproc {
                 self.post_error_message(e);
                 gst::FlowError::NotNegotiated
             })?;
-            gst::info!(CAT, imp = self, "producing {}×{} {} {} tensors", target.width, target.height, target.layout.as_str(), target.dtype.as_str());
+            gst::info!(
+                CAT,
+                imp = self,
+                "producing {}×{} {} {} tensors",
+                target.width,
+                target.height,
+                target.layout.as_str(),
+                target.dtype.as_str()
+            );
             let pre = self.make_preprocessor(&settings, target).map_err(|e| {
                 self.post_error_message(e);
                 gst::FlowError::Error
@@ -347,23 +404,44 @@ impl BaseTransformImpl for SegPreproc {
             .expect("created with the preprocessor")
             .acquire_buffer(None)?;
         let region = {
-            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &state.info).map_err(|_| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ["cannot map the frame for reading"]);
-                gst::FlowError::Error
-            })?;
+            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &state.info)
+                .map_err(|_| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ("cannot map the frame for reading")
+                    );
+                    gst::FlowError::Error
+                })?;
             let view = video::frame_view(&frame).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ["{e}"]);
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
                 gst::FlowError::Error
             })?;
             let tensor_ref = tensor.get_mut().expect("a fresh pool buffer is writable");
-            let mut map = tensor_ref.map_writable().map_err(|_| gst::FlowError::Error)?;
+            let mut map = tensor_ref
+                .map_writable()
+                .map_err(|_| gst::FlowError::Error)?;
             pre.run(&view, map.as_mut_slice()).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["pre-processing failed: {e}"]);
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("pre-processing failed: {e}")
+                );
                 gst::FlowError::Error
             })?
         };
-        InputTensor { tensor, spec: target, region }.attach(buf).map_err(|e| {
-            gst::element_imp_error!(self, gst::CoreError::Failed, ["cannot attach the tensor: {e}"]);
+        InputTensor {
+            tensor,
+            spec: target,
+            region,
+        }
+        .attach(buf)
+        .map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Failed,
+                ("cannot attach the tensor: {e}")
+            );
             gst::FlowError::Error
         })?;
         Ok(gst::FlowSuccess::Ok)

@@ -26,9 +26,15 @@ pub enum LayoutChoice {
 #[repr(u32)]
 #[enum_type(name = "GstSegPreprocResize")]
 pub enum ResizeChoice {
-    #[enum_value(name = "Stretch: fill the tensor, aspect ratio not kept", nick = "stretch")]
+    #[enum_value(
+        name = "Stretch: fill the tensor, aspect ratio not kept",
+        nick = "stretch"
+    )]
     Stretch = 0,
-    #[enum_value(name = "Letterbox: keep the aspect ratio, pad with black", nick = "letterbox")]
+    #[enum_value(
+        name = "Letterbox: keep the aspect ratio, pad with black",
+        nick = "letterbox"
+    )]
     Letterbox = 1,
 }
 
@@ -40,12 +46,20 @@ pub enum InterpolationChoice {
     Nearest = 0,
     #[enum_value(name = "Bilinear (OpenCV INTER_LINEAR)", nick = "linear")]
     Linear = 1,
-    #[enum_value(name = "Pixel-area averaging (best for large reductions)", nick = "area")]
+    #[enum_value(
+        name = "Pixel-area averaging (best for large reductions)",
+        nick = "area"
+    )]
     Area = 2,
     #[enum_value(name = "Bicubic", nick = "cubic")]
     Cubic = 3,
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(Some(plugin), "segpreproc", gst::Rank::NONE, SegPreproc::static_type())
+    gst::Element::register(
+        Some(plugin),
+        "segpreproc",
+        gst::Rank::NONE,
+        SegPreproc::static_type(),
+    )
 }

@@ -1,0 +1,440 @@
+//! Element tests with gst_check::Harness: caps for every format, odd sizes with padded
+//! strides, passthrough of the frame, and the metadata each element attaches.
+
+use gst::prelude::*;
+use gst_video::prelude::*;
+
+use ffnetseg::frame::PixelFormat;
+use ffnetseg::tensor::Layout;
+use ffnetseg_tests::*;
+use gstffnetseg::meta::{InputTensor, Scores};
+
+const LEFT: [u8; 3] = [200, 60, 40];
+const RIGHT: [u8; 3] = [30, 90, 220];
+
+/// A frame of `format` with padded strides (VideoMeta says where the rows are), whose
+/// left half is LEFT and right half RIGHT; padding bytes are 0xEE so reading them shows.
+fn two_colour_frame(
+    format: gst_video::VideoFormat,
+    width: u32,
+    height: u32,
+) -> (gst::Buffer, gst_video::VideoInfo) {
+    init();
+    let rgb_info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width, height)
+        .build()
+        .unwrap();
+    let mut rgb = gst::Buffer::with_size(rgb_info.size()).unwrap();
+    {
+        let buf = rgb.get_mut().unwrap();
+        let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &rgb_info).unwrap();
+        let stride = frame.plane_stride()[0] as usize;
+        let data = frame.plane_data_mut(0).unwrap();
+        for y in 0..height as usize {
+            for x in 0..width as usize {
+                let c = if x < width as usize / 2 { LEFT } else { RIGHT };
+                data[y * stride + x * 3..y * stride + x * 3 + 3].copy_from_slice(&c);
+            }
+        }
+    }
+    padded_frame(&rgb, &rgb_info, format)
+}
+
+/// messi5.jpg (a person the selfie model finds) at 322×242 in `format` with padded strides.
+fn person_frame(format: gst_video::VideoFormat) -> (gst::Buffer, gst_video::VideoInfo) {
+    init();
+    let p = format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! videoscale ! video/x-raw,format=RGB,width=322,height=242 ! appsink name=sink",
+        media("messi5.jpg")
+    );
+    let sample = collect_samples(&p, 1).remove(0);
+    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+    padded_frame(&sample.buffer_owned().unwrap(), &info, format)
+}
+
+/// Converts an RGB frame into `format` with 16 bytes of 0xEE padding after every row.
+fn padded_frame(
+    rgb: &gst::Buffer,
+    rgb_info: &gst_video::VideoInfo,
+    format: gst_video::VideoFormat,
+) -> (gst::Buffer, gst_video::VideoInfo) {
+    let (width, height) = (rgb_info.width(), rgb_info.height());
+    // Padding: 16 extra bytes on every row of every plane.
+    let mut info = gst_video::VideoInfo::builder(format, width, height)
+        .build()
+        .unwrap();
+    let mut align = gst_video::VideoAlignment::new(0, 0, 16, 0, &[0; gst_video::VIDEO_MAX_PLANES]);
+    info.align(&mut align).unwrap();
+    let mut out = gst::Buffer::from_mut_slice(vec![0xEEu8; info.size()]);
+    {
+        let buf = out.get_mut().unwrap();
+        let in_frame =
+            gst_video::VideoFrameRef::from_buffer_ref_readable(rgb.as_ref(), rgb_info).unwrap();
+        let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info).unwrap();
+        let conv = gst_video::VideoConverter::new(rgb_info, &info, None).unwrap();
+        conv.frame_ref(&in_frame, &mut out_frame);
+    }
+    {
+        let buf = out.get_mut().unwrap();
+        gst_video::VideoMeta::add_full(
+            buf,
+            gst_video::VideoFrameFlags::empty(),
+            format,
+            width,
+            height,
+            &info.offset()[..info.n_planes() as usize],
+            &info.stride()[..info.n_planes() as usize],
+        )
+        .unwrap();
+        buf.set_pts(gst::ClockTime::from_mseconds(40));
+    }
+    (out, info)
+}
+
+fn harness(launch: &str, caps: &gst::Caps) -> gst_check::Harness {
+    init();
+    let mut h = gst_check::Harness::new_parse(launch);
+    h.set_src_caps(caps.clone());
+    h
+}
+
+fn tensor_values(t: &InputTensor) -> Vec<f32> {
+    let map = t.tensor.map_readable().unwrap();
+    map.as_slice()
+        .chunks_exact(4)
+        .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn segpreproc_accepts_every_format_with_padded_strides_and_odd_sizes() {
+    for format in PixelFormat::ALL {
+        for (w, h) in [(322, 242), (321, 241), (64, 48)] {
+            let vformat = gst_video::VideoFormat::from_string(format.gst_name());
+            let (input, info) = two_colour_frame(vformat, w, h);
+            let caps = info.to_caps().unwrap();
+            let mut harness = harness("segpreproc width=32 height=16 layout=nhwc", &caps);
+            let before = input.map_readable().unwrap().to_vec();
+            let out = harness.push_and_pull(input).expect("a frame comes out");
+            // The frame passes untouched.
+            assert_eq!(
+                out.map_readable().unwrap().as_slice(),
+                &before[..],
+                "{format:?} {w}×{h}: frame changed"
+            );
+            let t = InputTensor::from_buffer(&out)
+                .unwrap_or_else(|| panic!("{format:?}: no tensor meta"));
+            assert_eq!((t.spec.width, t.spec.height, t.spec.channels), (32, 16, 3));
+            assert_eq!(t.spec.layout, Layout::Nhwc);
+            let v = tensor_values(&t);
+            assert_eq!(v.len(), 32 * 16 * 3);
+            // Away from the colour edge (chroma is subsampled), each half has its colour.
+            let expect = |c: [u8; 3]| -> [f32; 3] {
+                if format == PixelFormat::Gray8 {
+                    let y =
+                        (0.299 * c[0] as f32 + 0.587 * c[1] as f32 + 0.114 * c[2] as f32) / 255.0;
+                    [y; 3]
+                } else {
+                    c.map(|x| x as f32 / 255.0)
+                }
+            };
+            let tol = if format == PixelFormat::Gray8 {
+                0.03
+            } else {
+                0.025
+            };
+            for y in 0..16 {
+                for (x, want) in [(2, expect(LEFT)), (29, expect(RIGHT))] {
+                    for c in 0..3 {
+                        let got = v[(y * 32 + x) * 3 + c];
+                        assert!(
+                            (got - want[c]).abs() <= tol,
+                            "{format:?} {w}×{h} at ({x},{y}) ch {c}: {got} vs {}",
+                            want[c]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn segpreproc_nchw_and_normalization_properties() {
+    let (input, info) = two_colour_frame(gst_video::VideoFormat::Rgb, 64, 32);
+    let mut harness = harness(
+        "segpreproc width=8 height=4 layout=nchw mean=0.5,0.5,0.5 std=0.25,0.25,0.25",
+        &info.to_caps().unwrap(),
+    );
+    let out = harness.push_and_pull(input).unwrap();
+    let t = InputTensor::from_buffer(&out).unwrap();
+    assert_eq!(t.spec.layout, Layout::Nchw);
+    let v = tensor_values(&t);
+    // Channel-major: R plane first. (x/255 - 0.5) / 0.25 at the left edge.
+    let want_r = (LEFT[0] as f32 / 255.0 - 0.5) / 0.25;
+    let want_b_right = (RIGHT[2] as f32 / 255.0 - 0.5) / 0.25;
+    assert!((v[0] - want_r).abs() < 1e-3, "{} vs {want_r}", v[0]);
+    assert!(
+        (v[2 * 32 + 7] - want_b_right).abs() < 1e-3,
+        "{} vs {want_b_right}",
+        v[2 * 32 + 7]
+    );
+}
+
+#[test]
+fn segpreproc_letterbox_records_the_region() {
+    let (input, info) = two_colour_frame(gst_video::VideoFormat::Nv12, 320, 160);
+    let mut harness = harness(
+        "segpreproc width=64 height=64 resize=letterbox",
+        &info.to_caps().unwrap(),
+    );
+    let out = harness.push_and_pull(input).unwrap();
+    let t = InputTensor::from_buffer(&out).unwrap();
+    assert_eq!(
+        (t.region.x, t.region.y, t.region.width, t.region.height),
+        (0, 16, 64, 32)
+    );
+    let v = tensor_values(&t);
+    // NCHW by default when no model says otherwise: padding rows are black (0).
+    assert_eq!(v[0], 0.0);
+    assert!(
+        v[20 * 64 + 2] > 0.7,
+        "picture starts at row 16: {}",
+        v[20 * 64 + 2]
+    );
+}
+
+#[test]
+fn segpreproc_without_size_or_model_is_a_clear_error() {
+    init();
+    let text = first_error("videotestsrc num-buffers=1 ! segpreproc ! fakesink");
+    assert!(text.contains("width and height"), "{text}");
+}
+
+/// Runs a pipeline and returns its first error message.
+fn first_error(launch: &str) -> String {
+    let pipeline = gst::parse::launch(launch).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
+        .expect("an error message");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    err.error().to_string()
+}
+
+#[test]
+fn ffnetinfer_learns_the_model_contract_and_attaches_scores() {
+    for (model, classes, (ow, oh), layout, (iw, ih)) in [
+        (selfie_model(), 1, (256, 256), Layout::Nhwc, (256, 256)),
+        (tiny_ffnet_model(), 19, (32, 16), Layout::Nchw, (256, 128)),
+    ] {
+        let (input, info) = two_colour_frame(gst_video::VideoFormat::I420, 322, 242);
+        let launch =
+            format!("segpreproc ! ffnetinfer name=infer model={model} provider=cpu threads=1");
+        let mut harness = harness(&launch, &info.to_caps().unwrap());
+        let out = harness.push_and_pull(input).unwrap();
+        let t = InputTensor::from_buffer(&out).expect("tensor meta");
+        assert_eq!(
+            (t.spec.width, t.spec.height),
+            (iw, ih),
+            "segpreproc took the model's input size"
+        );
+        let s = Scores::from_buffer(&out).expect("scores meta");
+        assert_eq!(s.classes, classes);
+        assert_eq!((s.width, s.height), (ow, oh));
+        assert_eq!(s.layout, layout);
+        assert_eq!(s.source_pts, Some(gst::ClockTime::from_mseconds(40)));
+        assert_eq!(s.sequence, 1);
+        assert_eq!(s.provider, "cpu");
+        let v = s.values().unwrap();
+        assert_eq!(v.len(), classes * ow * oh);
+        assert!(v.iter().all(|x| x.is_finite()));
+        if classes == 1 {
+            assert!(v.iter().all(|x| (0.0..=1.0).contains(x)), "sigmoid output");
+        }
+        let bin = harness.element().unwrap().downcast::<gst::Bin>().unwrap();
+        let infer = bin.by_name("infer").unwrap();
+        assert_eq!(infer.property::<String>("active-provider"), "cpu");
+        assert_eq!(infer.property::<u64>("inferences"), 1);
+    }
+}
+
+#[test]
+fn ffnetinfer_without_segpreproc_is_a_clear_error() {
+    let (input, info) = two_colour_frame(gst_video::VideoFormat::Rgb, 16, 16);
+    let launch = format!("ffnetinfer model={}", selfie_model());
+    let mut harness = harness(&launch, &info.to_caps().unwrap());
+    assert_eq!(harness.push(input), Err(gst::FlowError::Error));
+}
+
+#[test]
+fn ffnetinfer_missing_model_fails_to_start_with_the_path_in_the_message() {
+    init();
+    let text = first_error(
+        "videotestsrc num-buffers=1 ! segpreproc ! ffnetinfer model=/nonexistent/model.onnx ! fakesink",
+    );
+    assert!(text.contains("/nonexistent/model.onnx"), "{text}");
+}
+
+fn run_postproc(
+    mode: &str,
+    input: &gst::Buffer,
+    info: &gst_video::VideoInfo,
+) -> (gst::Caps, gst::Buffer) {
+    let launch = format!(
+        "segpreproc ! ffnetinfer model={} ! segpostproc mode={mode} smoothing=1 opacity=1 color=#ff0000",
+        selfie_model()
+    );
+    let mut harness = harness(&launch, &info.to_caps().unwrap());
+    let out = harness.push_and_pull(input.clone()).unwrap();
+    let caps = harness.sinkpad().unwrap().current_caps().unwrap();
+    (caps, out)
+}
+
+fn to_rgb(buffer: &gst::Buffer, info: &gst_video::VideoInfo) -> (Vec<u8>, usize) {
+    let rgb_info =
+        gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, info.width(), info.height())
+            .build()
+            .unwrap();
+    let mut rgb = gst::Buffer::with_size(rgb_info.size()).unwrap();
+    {
+        let in_frame =
+            gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info).unwrap();
+        let mut out_frame =
+            gst_video::VideoFrameRef::from_buffer_ref_writable(rgb.get_mut().unwrap(), &rgb_info)
+                .unwrap();
+        gst_video::VideoConverter::new(info, &rgb_info, None)
+            .unwrap()
+            .frame_ref(&in_frame, &mut out_frame);
+    }
+    let stride = rgb_info.stride()[0] as usize;
+    (rgb.map_readable().unwrap().to_vec(), stride)
+}
+
+fn gray_rows(buffer: &gst::Buffer, caps: &gst::Caps) -> Gray {
+    let sample = gst::Sample::builder().buffer(buffer).caps(caps).build();
+    gray_from_sample(&sample)
+}
+
+#[test]
+fn segpostproc_overlay_keeps_the_format_and_paints_exactly_the_mask() {
+    for format in [
+        gst_video::VideoFormat::Nv12,
+        gst_video::VideoFormat::I420,
+        gst_video::VideoFormat::Rgbx,
+        gst_video::VideoFormat::Bgr,
+        gst_video::VideoFormat::Yuy2,
+        gst_video::VideoFormat::Gray8,
+    ] {
+        let (input, info) = person_frame(format);
+        let (mask_caps, mask_buf) = run_postproc("mask", &input, &info);
+        let mask = gray_rows(&mask_buf, &mask_caps);
+        let (caps, out) = run_postproc("overlay", &input, &info);
+        let out_info = gst_video::VideoInfo::from_caps(&caps).unwrap();
+        assert_eq!(out_info.format(), format, "overlay keeps {format:?}");
+        let (before, stride) = to_rgb(&input, &info);
+        let (after, _) = to_rgb(&out, &out_info);
+        let (w, h) = (mask.width, mask.height);
+        let fg = mask.data.iter().filter(|v| **v == 255).count();
+        assert!(
+            fg > w * h / 20,
+            "{format:?}: the person should be found ({fg} pixels)"
+        );
+        let (mut painted, mut kept) = (0, 0);
+        for y in (3..h - 3).step_by(3) {
+            for x in (3..w - 3).step_by(3) {
+                // Only where the mask is the same in a 7×7 neighbourhood (chroma is subsampled).
+                let m = mask.data[y * w + x];
+                let uniform =
+                    (y - 3..=y + 3).all(|yy| (x - 3..=x + 3).all(|xx| mask.data[yy * w + xx] == m));
+                if !uniform {
+                    continue;
+                }
+                let a = &after[y * stride + x * 3..][..3];
+                let b = &before[y * stride + x * 3..][..3];
+                if m == 255 {
+                    if format == gst_video::VideoFormat::Gray8 {
+                        // Gray keeps only the colour's luma (red → 76).
+                        assert!((a[0] as i32 - 76).abs() <= 3, "{format:?} ({x},{y}): {a:?}");
+                    } else {
+                        assert!(
+                            a[0] > 225 && a[1] < 30 && a[2] < 30,
+                            "{format:?} ({x},{y}): {a:?} is not red"
+                        );
+                    }
+                    painted += 1;
+                } else {
+                    assert_eq!(a, b, "{format:?} ({x},{y}): background changed");
+                    kept += 1;
+                }
+            }
+        }
+        assert!(
+            painted > 100 && kept > 100,
+            "{format:?}: painted {painted}, kept {kept}"
+        );
+    }
+}
+
+#[test]
+fn segpostproc_mask_modes_output_gray8_of_the_frame_size() {
+    let (input, info) = person_frame(gst_video::VideoFormat::Nv12);
+    let (mcaps, mbuf) = run_postproc("mask", &input, &info);
+    let (acaps, abuf) = run_postproc("alpha", &input, &info);
+    let (lcaps, lbuf) = run_postproc("labels", &input, &info);
+    for caps in [&mcaps, &acaps, &lcaps] {
+        let i = gst_video::VideoInfo::from_caps(caps).unwrap();
+        assert_eq!(i.format(), gst_video::VideoFormat::Gray8);
+        assert_eq!((i.width(), i.height()), (322, 242));
+    }
+    let mask = gray_rows(&mbuf, &mcaps);
+    let alpha = gray_rows(&abuf, &acaps);
+    let labels = gray_rows(&lbuf, &lcaps);
+    assert!(
+        mask.data.iter().all(|v| *v == 0 || *v == 255),
+        "blur=1: a hard mask"
+    );
+    for i in 0..mask.data.len() {
+        // mask = alpha > threshold (0.55 → 140.25 in 0..255), labels = mask as 0/1.
+        let a = alpha.data[i] as f32;
+        if a >= 142.0 {
+            assert_eq!(mask.data[i], 255, "pixel {i}: alpha {a}");
+        } else if a <= 139.0 {
+            assert_eq!(mask.data[i], 0, "pixel {i}: alpha {a}");
+        }
+    }
+    // Labels are thresholded at model resolution, then upsampled by nearest neighbour:
+    // the same foreground, with blockier edges.
+    assert!(labels.data.iter().all(|v| *v <= 1));
+    let same = labels
+        .data
+        .iter()
+        .zip(&mask.data)
+        .filter(|(l, m)| **l as u32 * 255 == **m as u32)
+        .count();
+    assert!(
+        same as f64 / mask.data.len() as f64 > 0.97,
+        "labels agree with the mask on {same} pixels"
+    );
+    assert!(
+        alpha.data.iter().any(|v| *v > 0 && *v < 255),
+        "alpha is soft"
+    );
+}
+
+#[test]
+fn segpostproc_rejects_bad_property_values_and_keeps_the_old_ones() {
+    init();
+    let e = gst::ElementFactory::make("segpostproc").build().unwrap();
+    e.set_property("blur", 4u32);
+    assert_eq!(e.property::<u32>("blur"), 1, "even blur is refused");
+    e.set_property("classes", "persn");
+    assert_eq!(e.property::<String>("classes"), "person,rider");
+    e.set_property("color", "not-a-colour");
+    assert_eq!(e.property::<String>("color"), "#00ff00");
+    e.set_property("classes", "car,11");
+    assert_eq!(e.property::<String>("classes"), "car,11");
+}
