@@ -218,11 +218,10 @@ fn read_contract(session: &Session, path: &Path) -> Result<ModelContract> {
         )));
     }
     // An NHWC input usually means an NHWC output (TFLite/QNN exports).
+    // Channels are the small axis; 1×1×H×1-like ambiguities read as NCHW.
     let olayout = if oshape[3] <= 4 && oshape[1] > 4 {
         Layout::Nhwc
-    } else if oshape[1] <= 4 && oshape[3] > 4 {
-        Layout::Nchw
-    } else if oshape[1] == 1 && oshape[3] == 1 {
+    } else if oshape[1] <= 4 {
         Layout::Nchw
     } else {
         guess_layout(&oshape)

@@ -57,7 +57,7 @@ impl PostprocessConfig {
                 self.threshold
             )));
         }
-        if self.blur == 0 || self.blur % 2 == 0 {
+        if self.blur == 0 || self.blur.is_multiple_of(2) {
             return Err(Error::Config(format!(
                 "blur {} must be an odd kernel size (1 turns blurring off)",
                 self.blur
@@ -296,7 +296,7 @@ impl Postprocessor {
             .smoothed
             .as_ref()
             .ok_or_else(|| Error::Input("no model result received yet".into()))?;
-        Ok(self.crop_rows(s, 0)?)
+        self.crop_rows(s, 0)
     }
 
     fn crop_rows(&self, m: &Mat, class: usize) -> Result<Mat> {

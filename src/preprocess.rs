@@ -134,7 +134,7 @@ impl Preprocessor {
         if t.width == 0 || t.height == 0 {
             return Err(Error::Config("model input size is 0".into()));
         }
-        if config.normalization.std.iter().any(|s| *s == 0.0) {
+        if config.normalization.std.contains(&0.0) {
             return Err(Error::Config("std must not contain 0".into()));
         }
         Ok(Preprocessor {
@@ -410,8 +410,7 @@ impl Preprocessor {
     fn fill_padding(&self, out: &mut [u8], black: [f64; 3]) -> Result<()> {
         let t = self.config.target;
         let plane = t.width * t.height;
-        for c in 0..3 {
-            let v = black[c];
+        for (c, &v) in black.iter().enumerate() {
             for i in 0..plane {
                 let idx = match t.layout {
                     Layout::Nchw => c * plane + i,

@@ -12,11 +12,11 @@ pub fn init() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Tests run from a checkout: prefer the checkout's ONNX Runtime when no other is set.
-        if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-            if let Some(lib) = venv_onnxruntime() {
-                // SAFETY: set once, before any other thread of this test binary reads it.
-                unsafe { std::env::set_var("ORT_DYLIB_PATH", lib) };
-            }
+        if std::env::var_os("ORT_DYLIB_PATH").is_none()
+            && let Some(lib) = venv_onnxruntime()
+        {
+            // SAFETY: set once, before any other thread of this test binary reads it.
+            unsafe { std::env::set_var("ORT_DYLIB_PATH", lib) };
         }
         gst::init().expect("GStreamer initialises");
         gstffnetseg::plugin_register_static().expect("the plugin registers");
@@ -145,11 +145,11 @@ pub fn collect_samples(pipeline: &str, max: usize) -> Vec<gst::Sample> {
                 if sink.is_eos() {
                     break;
                 }
-                if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-                    if let gst::MessageView::Error(e) = msg.view() {
-                        pipeline.set_state(gst::State::Null).ok();
-                        panic!("pipeline error: {} ({:?})", e.error(), e.debug());
-                    }
+                if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+                    && let gst::MessageView::Error(e) = msg.view()
+                {
+                    pipeline.set_state(gst::State::Null).ok();
+                    panic!("pipeline error: {} ({:?})", e.error(), e.debug());
                 }
                 pipeline.set_state(gst::State::Null).ok();
                 panic!("no sample within 60 s and no EOS");

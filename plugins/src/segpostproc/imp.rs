@@ -149,13 +149,13 @@ fn validate(name: &str, value: &glib::Value) -> Result<(), String> {
     match name {
         "blur" => {
             let b: u32 = value.get().expect("type checked upstream");
-            if b % 2 == 0 {
+            if b.is_multiple_of(2) {
                 return Err(format!("blur {b} must be odd (1 = off, 3, 5, …)"));
             }
         }
         "background-blur" => {
             let b: u32 = value.get().expect("type checked upstream");
-            if b % 2 == 0 {
+            if b.is_multiple_of(2) {
                 return Err(format!("background-blur {b} must be odd"));
             }
         }
