@@ -6,7 +6,7 @@
 //! here:
 //!
 //! ```no_run
-//! # fn on_sample(sample: &gstreamer::Sample) {
+//! # fn on_sample(sample: &gst::Sample) {
 //! use gstffnetseg::meta::Scores;
 //! let buffer = sample.buffer().expect("a sample has a buffer");
 //! if let Some(scores) = Scores::from_buffer(buffer) {

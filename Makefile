@@ -1,0 +1,110 @@
+# ffnetseg — the two commands a user needs:
+#   make demo   install what is missing, build, install the plugin, segment a real video
+#   make test   the same set-up, then the whole test suite
+#
+# Installs (per user, no root needed except for apt):
+#   ~/.local/share/gstreamer-1.0/plugins/libgstffnetseg.so   (GStreamer finds it by default)
+#   ~/.local/lib/ffnetseg/libonnxruntime.so                   (the plugin finds it by default)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+PYTHON      := $(VENV)/bin/python
+CARGO       ?= cargo
+PLUGIN_DIR  := $(HOME)/.local/share/gstreamer-1.0/plugins
+ORT_DIR     := $(HOME)/.local/lib/ffnetseg
+PLUGIN_SO   := target/release/libgstffnetseg.so
+MEDIA       := /usr/share/doc/opencv-doc/examples/data
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+RUST_MIN    := 1.92
+
+APT_PACKAGES := build-essential pkg-config curl ca-certificates clang libclang-dev \
+	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav libopencv-dev opencv-doc \
+	python3 python3-venv python3-pip
+
+.PHONY: help deps rust venv build install demo test lint golden pictures clean uninstall
+
+help:
+	@echo "make demo    install, build, and segment a real video (out/demo/)"
+	@echo "make test    install, build, and run the whole test suite"
+	@echo "make lint    cargo fmt --check and clippy -D warnings"
+	@echo "make golden  regenerate the golden masks with the Python reference"
+	@echo "make pictures  regenerate the README pictures from real frames"
+	@echo "make uninstall  remove the per-user plugin and ONNX Runtime copies"
+
+# Debian/Ubuntu packages: installs only what is missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "System packages: all present"; fi
+
+# Rust ≥ $(RUST_MIN): Debian's rustc is older, so rustup provides it when missing.
+rust:
+	@if command -v $(CARGO) >/dev/null 2>&1 && \
+	   [ "$$(printf '%s\n' $(RUST_MIN) $$(rustc --version | cut -d' ' -f2) | sort -V | head -1)" = "$(RUST_MIN)" ]; then \
+	  echo "Rust: $$(rustc --version)"; \
+	elif [ -x "$$HOME/.cargo/bin/cargo" ]; then \
+	  echo "Rust: using $$HOME/.cargo/bin (add it to PATH)"; \
+	else \
+	  echo "Installing Rust with rustup (Rust >= $(RUST_MIN) is needed)"; \
+	  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; \
+	fi
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+build: deps rust
+	PATH="$$HOME/.cargo/bin:$$PATH" $(CARGO) build --release --workspace
+
+install: build venv
+	mkdir -p $(PLUGIN_DIR) $(ORT_DIR)
+	install -m 0644 $(PLUGIN_SO) $(PLUGIN_DIR)/
+	@lib=$$(ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1* | head -1); \
+	  install -m 0644 $$lib $(ORT_DIR)/libonnxruntime.so; \
+	  for f in $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime_providers_*.so; do \
+	    [ -e "$$f" ] && install -m 0644 $$f $(ORT_DIR)/; done; \
+	  echo "Installed $(PLUGIN_DIR)/libgstffnetseg.so and $(ORT_DIR)/libonnxruntime.so ($$(basename $$lib))"
+	@gst-inspect-1.0 ffnetseg >/dev/null && echo "gst-inspect-1.0 finds the ffnetseg plugin"
+
+demo: install
+	pipelines/demo.sh
+
+test: install
+	PATH="$$HOME/.cargo/bin:$$PATH" $(CARGO) test --release --workspace
+	pipelines/check-pipelines.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+# README pictures, from real frames through the installed plugin.
+pictures: install
+	pipelines/snapshots.sh $(MEDIA)/messi5.jpg docs/images/messi5 0
+	pipelines/snapshots.sh $(MEDIA)/vtest.avi docs/images/vtest 200
+	gst-launch-1.0 -q filesrc location=$(MEDIA)/messi5.jpg ! jpegdec ! videoconvert ! segpreproc ! \
+	  ffnetinfer model=models/test_ffnet_tiny.onnx ! segpostproc mode=classes opacity=0.6 ! \
+	  videoconvert ! pngenc ! filesink location=docs/images/messi5_ffnet_tiny_classes.png
+
+golden: venv
+	$(PYTHON) tests/reference/make_golden.py
+
+uninstall:
+	rm -f $(PLUGIN_DIR)/libgstffnetseg.so
+	rm -rf $(ORT_DIR)
+
+clean:
+	$(CARGO) clean
+	rm -rf out
