@@ -605,3 +605,157 @@ fn fill_constant(m: &mut Mat, size: Size, typ: i32, value: Scalar) -> Result<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_channel(v: &[f32], w: usize, h: usize) -> (Vec<f32>, OutputSpec) {
+        (
+            v.to_vec(),
+            OutputSpec {
+                classes: 1,
+                width: w,
+                height: h,
+                layout: Layout::Nhwc,
+            },
+        )
+    }
+
+    fn read(m: &Mat) -> Vec<f32> {
+        let mut c = Mat::default();
+        m.copy_to(&mut c).unwrap();
+        c.data_typed::<f32>().unwrap().to_vec()
+    }
+
+    #[test]
+    fn smoothing_follows_the_exponential_average_and_resets() {
+        let mut post = Postprocessor::new(PostprocessConfig {
+            smoothing: 0.5,
+            ..Default::default()
+        })
+        .unwrap();
+        let (p0, spec) = one_channel(&[0.2; 4], 2, 2);
+        let (p1, _) = one_channel(&[1.0; 4], 2, 2);
+        post.update(&ScoresView {
+            data: &p0,
+            spec,
+            region: None,
+        })
+        .unwrap();
+        assert!(
+            read(post.probability_at(2, 2).unwrap())
+                .iter()
+                .all(|v| (v - 0.2).abs() < 1e-6),
+            "s0 = p0"
+        );
+        post.update(&ScoresView {
+            data: &p1,
+            spec,
+            region: None,
+        })
+        .unwrap();
+        assert!(
+            read(post.probability_at(2, 2).unwrap())
+                .iter()
+                .all(|v| (v - 0.6).abs() < 1e-6),
+            "0.5·1 + 0.5·0.2"
+        );
+        // 0.6 > 0.55: foreground.
+        assert!(read(post.alpha_at(4, 4).unwrap()).iter().all(|v| *v == 1.0));
+        post.reset();
+        assert!(!post.has_state());
+        post.update(&ScoresView {
+            data: &p0,
+            spec,
+            region: None,
+        })
+        .unwrap();
+        assert!(
+            read(post.probability_at(2, 2).unwrap())
+                .iter()
+                .all(|v| (v - 0.2).abs() < 1e-6),
+            "after reset s0 = p0 again"
+        );
+    }
+
+    #[test]
+    fn multiclass_probability_is_the_softmax_of_the_selected_classes() {
+        // 3 classes, 1×2 pixels, NCHW: pixel 0 favours class 2, pixel 1 class 0.
+        let logits = [
+            5.0, 0.0, /* class 1 */ 0.0, 0.0, /* class 2 */ 0.0, 5.0,
+        ];
+        let logits: Vec<f32> = vec![
+            logits[0], logits[4], logits[2], logits[3], logits[1], logits[5],
+        ];
+        let spec = OutputSpec {
+            classes: 3,
+            width: 2,
+            height: 1,
+            layout: Layout::Nchw,
+        };
+        let mut post = Postprocessor::new(PostprocessConfig {
+            classes: vec![2],
+            ..Default::default()
+        })
+        .unwrap();
+        post.update(&ScoresView {
+            data: &logits,
+            spec,
+            region: None,
+        })
+        .unwrap();
+        let p = read(post.probability_at(2, 1).unwrap());
+        let e5 = 5f32.exp();
+        let expected = [1.0 / (e5 + 2.0), e5 / (e5 + 2.0)];
+        for i in 0..2 {
+            assert!(
+                (p[i] - expected[i]).abs() < 1e-5,
+                "pixel {i}: {} vs {}",
+                p[i],
+                expected[i]
+            );
+        }
+        let labels = post.labels_at(2, 1).unwrap();
+        assert_eq!(labels.data_typed::<u8>().unwrap(), &[0, 2]);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        for c in [
+            PostprocessConfig {
+                smoothing: 0.0,
+                ..Default::default()
+            },
+            PostprocessConfig {
+                threshold: 1.5,
+                ..Default::default()
+            },
+            PostprocessConfig {
+                blur: 4,
+                ..Default::default()
+            },
+        ] {
+            assert!(Postprocessor::new(c).is_err());
+        }
+    }
+
+    #[test]
+    fn scores_of_the_wrong_length_are_an_error() {
+        let mut post = Postprocessor::new(PostprocessConfig::default()).unwrap();
+        let spec = OutputSpec {
+            classes: 1,
+            width: 4,
+            height: 4,
+            layout: Layout::Nhwc,
+        };
+        assert!(
+            post.update(&ScoresView {
+                data: &[0.0; 3],
+                spec,
+                region: None
+            })
+            .is_err()
+        );
+    }
+}

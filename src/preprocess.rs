@@ -13,7 +13,7 @@ use opencv::prelude::*;
 use crate::cvmat::{ensure_same_data, mat_over, u8_type};
 use crate::error::{Error, Result};
 use crate::frame::{FrameView, PixelFormat};
-use crate::tensor::{DType, Layout, TensorSpec};
+use crate::tensor::{DType, Layout, Quantization, TensorSpec};
 
 /// `x * scale`, then `(x - mean) / std` per RGB channel.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -383,7 +383,23 @@ impl Preprocessor {
     fn fused_matrix(&self, colour: &ColourSource) -> (Vec<Vec<f64>>, [f64; 3], [f64; 3], [f64; 3]) {
         let base: Vec<Vec<f64>> = colour.to_rgb_rows();
         let n = &self.config.normalization;
-        let q = self.config.target.quantization;
+        // Integer tensors without quantization parameters take raw pixel values
+        // (0..255 for u8, 0..65535 for u16) under the default scale of 1/255.
+        let q = self
+            .config
+            .target
+            .quantization
+            .or(match self.config.target.dtype {
+                DType::F32 => None,
+                DType::U8 => Some(Quantization {
+                    scale: 1.0 / 255.0,
+                    zero_point: 0,
+                }),
+                DType::U16 => Some(Quantization {
+                    scale: 1.0 / 65535.0,
+                    zero_point: 0,
+                }),
+            });
         let mut rows = Vec::with_capacity(3);
         let mut lo = [0.0; 3];
         let mut hi = [0.0; 3];
@@ -566,4 +582,180 @@ fn merge_first(planes: &Vector<Mat>, n: usize, dst: &mut Mat) -> Result<()> {
         core::merge(&firsts, dst)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Colorimetry, YuvMatrix, YuvRange, packed_frame_size};
+
+    fn config(w: usize, h: usize, layout: Layout, dtype: DType) -> PreprocessConfig {
+        PreprocessConfig {
+            target: TensorSpec {
+                width: w,
+                height: h,
+                channels: 3,
+                layout,
+                dtype,
+                quantization: None,
+            },
+            normalization: Normalization::default(),
+            resize: ResizeMode::Stretch,
+            interpolation: Interpolation::Linear,
+        }
+    }
+
+    #[test]
+    fn rgb_at_model_size_is_copied_exactly_into_u8_nhwc() {
+        let (w, h) = (8, 4);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 256) as u8).collect();
+        let frame = FrameView::packed(PixelFormat::Rgb, w, h, &data).unwrap();
+        let mut pre = Preprocessor::new(config(w, h, Layout::Nhwc, DType::U8)).unwrap();
+        let mut out = vec![0u8; w * h * 3];
+        pre.run(&frame, &mut out).unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn bgrx_is_reordered_to_rgb_planes() {
+        let (w, h) = (4, 2);
+        let mut data = Vec::new();
+        for _ in 0..w * h {
+            data.extend_from_slice(&[10, 20, 30, 99]); // B G R x
+        }
+        let frame = FrameView::packed(PixelFormat::Bgrx, w, h, &data).unwrap();
+        let mut pre = Preprocessor::new(config(w, h, Layout::Nchw, DType::F32)).unwrap();
+        let mut out = vec![0u8; w * h * 3 * 4];
+        pre.run(&frame, &mut out).unwrap();
+        let v: Vec<f32> = out
+            .chunks_exact(4)
+            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let plane = w * h;
+        assert!((v[0] - 30.0 / 255.0).abs() < 1e-6, "R plane first");
+        assert!((v[plane] - 20.0 / 255.0).abs() < 1e-6);
+        assert!((v[2 * plane] - 10.0 / 255.0).abs() < 1e-6);
+    }
+
+    /// Textbook YCbCr encodings, written out independently of Colorimetry.
+    fn encode(rgb: [f64; 3], kr: f64, kb: f64, limited: bool) -> [u8; 3] {
+        let [r, g, b] = rgb;
+        let y = kr * r + (1.0 - kr - kb) * g + kb * b;
+        let cb = (b - y) / (2.0 * (1.0 - kb));
+        let cr = (r - y) / (2.0 * (1.0 - kr));
+        let (ys, yo, cs) = if limited {
+            (219.0, 16.0, 224.0)
+        } else {
+            (255.0, 0.0, 255.0)
+        };
+        [
+            (y * ys + yo).round() as u8,
+            (cb * cs + 128.0).round() as u8,
+            (cr * cs + 128.0).round() as u8,
+        ]
+    }
+
+    #[test]
+    fn yuv_formats_convert_with_the_stream_matrix_and_range() {
+        let rgb = [0.8, 0.3, 0.15];
+        for (matrix, kr, kb) in [
+            (YuvMatrix::Bt601, 0.299, 0.114),
+            (YuvMatrix::Bt709, 0.2126, 0.0722),
+        ] {
+            for (range, limited) in [(YuvRange::Limited, true), (YuvRange::Full, false)] {
+                let [y, u, v] = encode(rgb, kr, kb, limited);
+                for format in [
+                    PixelFormat::Nv12,
+                    PixelFormat::Nv21,
+                    PixelFormat::I420,
+                    PixelFormat::Yv12,
+                    PixelFormat::Yuy2,
+                    PixelFormat::Uyvy,
+                ] {
+                    let (w, h) = (6, 4);
+                    let mut data = vec![0u8; packed_frame_size(format, w, h)];
+                    let luma = w * h;
+                    match format {
+                        PixelFormat::Nv12 | PixelFormat::Nv21 => {
+                            data[..luma].fill(y);
+                            for px in data[luma..].chunks_exact_mut(2) {
+                                if format == PixelFormat::Nv12 {
+                                    px.copy_from_slice(&[u, v])
+                                } else {
+                                    px.copy_from_slice(&[v, u])
+                                }
+                            }
+                        }
+                        PixelFormat::I420 | PixelFormat::Yv12 => {
+                            data[..luma].fill(y);
+                            let c = luma / 4;
+                            let (first, second) = if format == PixelFormat::I420 {
+                                (u, v)
+                            } else {
+                                (v, u)
+                            };
+                            data[luma..luma + c].fill(first);
+                            data[luma + c..].fill(second);
+                        }
+                        PixelFormat::Yuy2 => data
+                            .chunks_exact_mut(4)
+                            .for_each(|p| p.copy_from_slice(&[y, u, y, v])),
+                        PixelFormat::Uyvy => data
+                            .chunks_exact_mut(4)
+                            .for_each(|p| p.copy_from_slice(&[u, y, v, y])),
+                        _ => unreachable!(),
+                    }
+                    let mut frame = FrameView::packed(format, w, h, &data).unwrap();
+                    frame.colorimetry = Colorimetry { matrix, range };
+                    let mut pre =
+                        Preprocessor::new(config(3, 2, Layout::Nhwc, DType::F32)).unwrap();
+                    let mut out = vec![0u8; 3 * 2 * 3 * 4];
+                    pre.run(&frame, &mut out).unwrap();
+                    for (i, b) in out.chunks_exact(4).enumerate() {
+                        let got = f32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as f64;
+                        assert!(
+                            (got - rgb[i % 3]).abs() < 2.0 / 255.0,
+                            "{format:?} {matrix:?} {range:?} channel {}: {got} vs {}",
+                            i % 3,
+                            rgb[i % 3]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn letterbox_keeps_the_aspect_ratio_and_centres_the_picture() {
+        let mut c = config(64, 64, Layout::Nchw, DType::F32);
+        c.resize = ResizeMode::Letterbox;
+        let pre = Preprocessor::new(c).unwrap();
+        assert_eq!(
+            pre.region_for(1920, 1080),
+            Region {
+                x: 0,
+                y: 14,
+                width: 64,
+                height: 36
+            }
+        );
+        assert_eq!(
+            pre.region_for(480, 640),
+            Region {
+                x: 8,
+                y: 0,
+                width: 48,
+                height: 64
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_tensor_buffer_size_is_an_error_not_a_panic() {
+        let data = vec![0u8; 4 * 4 * 3];
+        let frame = FrameView::packed(PixelFormat::Rgb, 4, 4, &data).unwrap();
+        let mut pre = Preprocessor::new(config(4, 4, Layout::Nchw, DType::F32)).unwrap();
+        let mut out = vec![0u8; 7];
+        assert!(pre.run(&frame, &mut out).is_err());
+    }
 }
