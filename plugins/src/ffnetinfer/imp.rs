@@ -1,13 +1,23 @@
+//! ffnetinfer: the model runs either in the streaming thread (`mode=sync`, exact and
+//! deterministic) or on a worker thread (`mode=async`) that always takes the newest frame;
+//! every frame then carries the newest finished result, so a 30 FPS display stays at 30
+//! FPS when the model manages 10. Setting `model` while playing loads the new model in the
+//! background and switches between two frames; a model that fails to load leaves the old
+//! one running and posts a warning.
+
 use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use ffnetseg::inference::{InferenceSession, SessionConfig, parse_provider_options};
+use ffnetseg::inference::{InferenceSession, ModelContract, SessionConfig, parse_provider_options};
+use ffnetseg::preprocess::Region;
 
 use super::{ModeChoice, ProviderChoice};
 use crate::meta::{self, InputTensor, Scores};
@@ -20,6 +30,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// How often (in frames) the stats element message is posted.
+const STATS_EVERY: u64 = 30;
+
 #[derive(Debug, Clone)]
 struct Settings {
     model: Option<String>,
@@ -29,6 +42,7 @@ struct Settings {
     disable_cpu_fallback: bool,
     ort_library: Option<String>,
     mode: ModeChoice,
+    interval: u32,
 }
 
 impl Default for Settings {
@@ -41,58 +55,266 @@ impl Default for Settings {
             disable_cpu_fallback: false,
             ort_library: None,
             mode: ModeChoice::Sync,
+            interval: 1,
         }
     }
 }
 
-struct State {
+/// A loaded model with its output buffers; moves to the worker thread in async mode.
+struct Engine {
     session: InferenceSession,
     pool: gst::BufferPool,
-    sequence: u64,
+    contract: ModelContract,
+    provider: String,
 }
 
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.pool.set_active(false);
+    }
+}
+
+/// One frame's tensor waiting for inference.
+struct Job {
+    tensor: gst::Buffer,
+    region: Region,
+    pts: Option<gst::ClockTime>,
+    epoch: u64,
+}
+
+/// What the streaming thread and the worker share.
 #[derive(Default)]
+struct Shared {
+    /// Newest finished result.
+    latest: Option<Scores>,
+    sequence: u64,
+    /// Bumped on flush and model change: results of older jobs are thrown away.
+    epoch: u64,
+    /// Async: the next job (always the newest frame; older pending ones are replaced).
+    pending: Option<Job>,
+    /// Async: a newly loaded model for the worker to take between two inferences.
+    next_engine: Option<Engine>,
+    stop: bool,
+    stats: Stats,
+}
+
+#[derive(Default, Clone)]
 struct Stats {
     active_provider: String,
     inferences: u64,
+    frames: u64,
+    frames_reused: u64,
+    frames_skipped_busy: u64,
     last_inference_ns: u64,
     total_inference_ns: u64,
+    started: Option<Instant>,
+}
+
+type SharedState = Arc<(Mutex<Shared>, Condvar)>;
+
+struct Worker {
+    thread: Option<JoinHandle<()>>,
+}
+
+enum Runner {
+    Sync(Box<Engine>),
+    Async(Worker),
+}
+
+struct State {
+    runner: Runner,
+    /// Contract of the model that results come from now (the streaming thread's view).
+    contract: ModelContract,
+    asynchronous: bool,
+    frame_count: u64,
 }
 
 #[derive(Default)]
 pub struct FfnetInfer {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    stats: Mutex<Stats>,
+    shared: SharedState,
+    /// A model being loaded in the background (hot swap); at most one at a time.
+    loading: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Why a model could not be opened, in words for the user.
+struct OpenError {
+    domain: OpenErrorKind,
+    text: String,
+}
+
+enum OpenErrorKind {
+    Settings,
+    Runtime,
+    Model,
+    Resources,
+}
+
+impl OpenError {
+    fn to_message(&self) -> gst::ErrorMessage {
+        let t = &self.text;
+        match self.domain {
+            OpenErrorKind::Settings => gst::error_msg!(gst::LibraryError::Settings, ("{t}")),
+            OpenErrorKind::Runtime => gst::error_msg!(gst::LibraryError::Init, ("{t}")),
+            OpenErrorKind::Model => gst::error_msg!(gst::ResourceError::OpenRead, ("{t}")),
+            OpenErrorKind::Resources => gst::error_msg!(gst::ResourceError::NoSpaceLeft, ("{t}")),
+        }
+    }
+}
+
+fn open_engine(settings: &Settings) -> Result<(Engine, Vec<String>), OpenError> {
+    let fail = |domain, text: String| OpenError { domain, text };
+    let model = settings.model.clone().ok_or_else(|| {
+        fail(
+            OpenErrorKind::Model,
+            "no model: set ffnetinfer's model property to an .onnx file (e.g. model=models/selfie_segmentation.onnx)".into(),
+        )
+    })?;
+    let provider_options = parse_provider_options(&settings.provider_options)
+        .map_err(|e| fail(OpenErrorKind::Settings, format!("provider-options: {e}")))?;
+    let config = SessionConfig {
+        model: PathBuf::from(&model),
+        provider: settings.provider.into(),
+        provider_options,
+        threads: settings.threads as usize,
+        disable_cpu_fallback: settings.disable_cpu_fallback,
+        ort_library: settings.ort_library.as_ref().map(PathBuf::from),
+    };
+    let session = InferenceSession::open(&config).map_err(|e| match e {
+        ffnetseg::Error::Runtime(_) => fail(OpenErrorKind::Runtime, e.to_string()),
+        _ => fail(OpenErrorKind::Model, e.to_string()),
+    })?;
+    let contract = session.contract().clone();
+    let pool = gst::BufferPool::new();
+    let mut pc = pool.config();
+    pc.set_params(None, (contract.output.element_count() * 4) as u32, 2, 0);
+    pool.set_config(pc)
+        .and_then(|_| pool.set_active(true))
+        .map_err(|e| {
+            fail(
+                OpenErrorKind::Resources,
+                format!("cannot allocate score buffers: {e}"),
+            )
+        })?;
+    let warnings = session.warnings().to_vec();
+    let provider = session.active_provider().to_string();
+    Ok((
+        Engine {
+            session,
+            pool,
+            contract,
+            provider,
+        },
+        warnings,
+    ))
+}
+
+/// Runs one inference; returns the scores meta to attach.
+fn infer(engine: &mut Engine, job: &Job, sequence: u64) -> Result<(Scores, u64), String> {
+    let mut scores = engine
+        .pool
+        .acquire_buffer(None)
+        .map_err(|e| format!("no score buffer: {e:?}"))?;
+    let started = Instant::now();
+    {
+        let tmap = job
+            .tensor
+            .map_readable()
+            .map_err(|_| "cannot read the tensor".to_string())?;
+        let sref = scores.get_mut().ok_or("score buffer is shared")?;
+        let mut smap = sref
+            .map_writable()
+            .map_err(|_| "cannot write the scores".to_string())?;
+        // SAFETY: f32 has no invalid bit patterns; align_to checks alignment.
+        let (head, out, tail) = unsafe { smap.as_mut_slice().align_to_mut::<f32>() };
+        if !head.is_empty() || !tail.is_empty() {
+            return Err("score buffer is not 4-byte aligned".into());
+        }
+        engine
+            .session
+            .run(tmap.as_slice(), out)
+            .map_err(|e| e.to_string())?;
+    }
+    let elapsed = started.elapsed().as_nanos() as u64;
+    let c = &engine.contract;
+    Ok((
+        Scores {
+            scores,
+            classes: c.output.classes,
+            width: c.output.width,
+            height: c.output.height,
+            layout: c.output.layout,
+            region: job.region,
+            tensor_width: c.input.width,
+            tensor_height: c.input.height,
+            source_pts: job.pts,
+            sequence,
+            provider: engine.provider.clone(),
+            inference_ns: elapsed,
+        },
+        elapsed,
+    ))
+}
+
+fn record_inference(stats: &mut Stats, elapsed: u64) {
+    stats.inferences += 1;
+    stats.last_inference_ns = elapsed;
+    stats.total_inference_ns += elapsed;
+}
+
+/// The async worker: waits for the newest job, runs it, publishes the result.
+fn worker_loop(mut engine: Engine, shared: SharedState, element: glib::WeakRef<super::FfnetInfer>) {
+    let (lock, cvar) = &*shared;
+    loop {
+        let job = {
+            let mut s = lock.lock().unwrap();
+            loop {
+                if s.stop {
+                    return;
+                }
+                if let Some(e) = s.next_engine.take() {
+                    engine = e;
+                }
+                if let Some(job) = s.pending.take() {
+                    break job;
+                }
+                s = cvar.wait(s).unwrap();
+            }
+        };
+        let sequence = lock.lock().unwrap().sequence + 1;
+        match infer(&mut engine, &job, sequence) {
+            Ok((scores, elapsed)) => {
+                let mut s = lock.lock().unwrap();
+                record_inference(&mut s.stats, elapsed);
+                if job.epoch == s.epoch {
+                    s.sequence = sequence;
+                    s.latest = Some(scores);
+                }
+            }
+            Err(e) => {
+                if let Some(el) = element.upgrade() {
+                    gst::element_error!(el, gst::StreamError::Failed, ("inference failed: {e}"));
+                }
+                return;
+            }
+        }
+    }
 }
 
 impl FfnetInfer {
-    fn open_session(&self, settings: &Settings) -> Result<State, gst::ErrorMessage> {
-        let model = settings.model.clone().ok_or_else(|| {
-            gst::error_msg!(
-                gst::ResourceError::NotFound,
-                ("no model: set ffnetinfer's model property to an .onnx file (e.g. model=models/selfie_segmentation.onnx)")
-            )
-        })?;
-        let provider_options = parse_provider_options(&settings.provider_options)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("provider-options: {e}")))?;
-        let config = SessionConfig {
-            model: PathBuf::from(&model),
-            provider: settings.provider.into(),
-            provider_options,
-            threads: settings.threads as usize,
-            disable_cpu_fallback: settings.disable_cpu_fallback,
-            ort_library: settings.ort_library.as_ref().map(PathBuf::from),
-        };
-        let session = InferenceSession::open(&config).map_err(|e| match e {
-            ffnetseg::Error::Runtime(_) => gst::error_msg!(gst::LibraryError::Init, ("{e}")),
-            _ => gst::error_msg!(gst::ResourceError::OpenRead, ("{e}")),
-        })?;
-        for w in session.warnings() {
+    fn announce(
+        &self,
+        engine: &Engine,
+        warnings: &[String],
+        model: &str,
+        requested: ProviderChoice,
+    ) {
+        for w in warnings {
             gst::warning!(CAT, imp = self, "{w}");
             gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{w}"));
         }
-        let c = session.contract();
+        let c = &engine.contract;
         gst::info!(
             CAT,
             imp = self,
@@ -107,46 +329,161 @@ impl FfnetInfer {
             c.output.classes,
             c.output.width,
             c.output.height,
-            session.active_provider()
+            engine.provider
         );
-        let pool = gst::BufferPool::new();
-        let mut pc = pool.config();
-        pc.set_params(None, (c.output.element_count() * 4) as u32, 2, 0);
-        pool.set_config(pc)
-            .and_then(|_| pool.set_active(true))
-            .map_err(|e| {
-                gst::error_msg!(
-                    gst::ResourceError::NoSpaceLeft,
-                    ("cannot allocate score buffers: {e}")
-                )
-            })?;
-        self.stats.lock().unwrap().active_provider = session.active_provider().to_string();
         let _ = self.obj().post_message(
             gst::message::Element::builder(
                 gst::Structure::builder("ffnetinfer-provider")
-                    .field("requested", settings.provider.into_glib_name())
-                    .field("active", session.active_provider())
-                    .field("model", model.as_str())
+                    .field(
+                        "requested",
+                        ffnetseg::inference::Provider::from(requested).name(),
+                    )
+                    .field("active", engine.provider.as_str())
+                    .field("model", model)
                     .build(),
             )
             .src(&*self.obj())
             .build(),
         );
-        Ok(State {
-            session,
-            pool,
-            sequence: 0,
-        })
     }
-}
 
-trait NickName {
-    fn into_glib_name(self) -> &'static str;
-}
+    /// Whether upstream is live (a camera): decides mode=auto.
+    fn upstream_is_live(&self) -> bool {
+        let mut q = gst::query::Latency::new();
+        self.obj().sink_pad().peer_query(&mut q) && q.result().0
+    }
 
-impl NickName for ProviderChoice {
-    fn into_glib_name(self) -> &'static str {
-        ffnetseg::inference::Provider::from(self).name()
+    fn start_runner(&self, engine: Engine, asynchronous: bool) -> State {
+        let contract = engine.contract.clone();
+        let runner = if asynchronous {
+            let shared = self.shared.clone();
+            let weak = self.obj().downgrade();
+            let thread = std::thread::Builder::new()
+                .name("ffnetinfer-worker".into())
+                .spawn(move || worker_loop(engine, shared, weak))
+                .expect("spawning a thread works");
+            Runner::Async(Worker {
+                thread: Some(thread),
+            })
+        } else {
+            Runner::Sync(Box::new(engine))
+        };
+        State {
+            runner,
+            contract,
+            asynchronous,
+            frame_count: 0,
+        }
+    }
+
+    fn stop_runner(&self, state: State) {
+        if let Runner::Async(mut w) = state.runner {
+            {
+                let (lock, cvar) = &*self.shared;
+                lock.lock().unwrap().stop = true;
+                cvar.notify_all();
+            }
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Forgets results and pending work from before a flush or a model change.
+    fn drop_results(&self) {
+        let (lock, _) = &*self.shared;
+        let mut s = lock.lock().unwrap();
+        s.epoch += 1;
+        s.latest = None;
+        s.pending = None;
+    }
+
+    /// Hot swap: load `settings.model` in the background while the old model keeps running.
+    fn load_in_background(&self, settings: Settings) {
+        let mut loading = self.loading.lock().unwrap();
+        if let Some(t) = loading.take() {
+            let _ = t.join();
+        }
+        let weak = self.obj().downgrade();
+        *loading = Some(
+            std::thread::Builder::new()
+                .name("ffnetinfer-loader".into())
+                .spawn(move || {
+                    let result = open_engine(&settings);
+                    let Some(el) = weak.upgrade() else { return };
+                    let imp = el.imp();
+                    match result {
+                        Ok((engine, warnings)) => {
+                            imp.announce(&engine, &warnings, settings.model.as_deref().unwrap_or(""), settings.provider);
+                            imp.swap_engine(engine);
+                        }
+                        Err(e) => {
+                            let msg = format!(
+                                "the new model could not be loaded, the previous one keeps running: {}",
+                                e.text
+                            );
+                            gst::warning!(CAT, imp = imp, "{msg}");
+                            gst::element_warning!(el, gst::ResourceError::OpenRead, ("{msg}"));
+                        }
+                    }
+                })
+                .expect("spawning a thread works"),
+        );
+    }
+
+    fn swap_engine(&self, engine: Engine) {
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else { return };
+        let input_changed = state.contract.input != engine.contract.input;
+        state.contract = engine.contract.clone();
+        {
+            let (lock, cvar) = &*self.shared;
+            let mut s = lock.lock().unwrap();
+            s.epoch += 1;
+            s.stats.active_provider = engine.provider.clone();
+            match &mut state.runner {
+                Runner::Sync(e) => **e = engine,
+                Runner::Async(_) => {
+                    s.pending = None;
+                    s.next_engine = Some(engine);
+                    cvar.notify_all();
+                }
+            }
+        }
+        drop(guard);
+        if input_changed {
+            // segpreproc re-asks for the model's input on a reconfigure.
+            self.obj()
+                .sink_pad()
+                .push_event(gst::event::Reconfigure::new());
+        }
+    }
+
+    fn post_stats(&self, stats: &Stats) {
+        let mean_ms = if stats.inferences > 0 {
+            stats.total_inference_ns as f64 / stats.inferences as f64 / 1e6
+        } else {
+            0.0
+        };
+        let rate = stats
+            .started
+            .map(|t| stats.inferences as f64 / t.elapsed().as_secs_f64().max(1e-9))
+            .unwrap_or(0.0);
+        let _ = self.obj().post_message(
+            gst::message::Element::builder(
+                gst::Structure::builder("ffnetinfer-stats")
+                    .field("frames", stats.frames)
+                    .field("inferences", stats.inferences)
+                    .field("frames-reused", stats.frames_reused)
+                    .field("last-inference-ms", stats.last_inference_ns as f64 / 1e6)
+                    .field("mean-inference-ms", mean_ms)
+                    .field("results-per-second", rate)
+                    .field("provider", stats.active_provider.as_str())
+                    .build(),
+            )
+            .src(&*self.obj())
+            .build(),
+        );
     }
 }
 
@@ -163,8 +500,8 @@ impl ObjectImpl for FfnetInfer {
             vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
-                    .blurb("Path of the ONNX model (one image input; scores output 1×C×H×W or 1×H×W×C)")
-                    .mutable_ready()
+                    .blurb("Path of the ONNX model (one image input; scores output 1×C×H×W or 1×H×W×C). Set while playing, the new model loads in the background and replaces the old one between two frames")
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("provider", ProviderChoice::Auto)
                     .nick("Execution provider")
@@ -184,18 +521,26 @@ impl ObjectImpl for FfnetInfer {
                     .build(),
                 glib::ParamSpecBoolean::builder("disable-cpu-fallback")
                     .nick("Disable CPU fallback")
-                    .blurb("Fail to start instead of silently running on the CPU when the requested provider is unavailable")
+                    .blurb("Fail to start instead of running on the CPU when the requested provider is unavailable")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("ort-library")
                     .nick("ONNX Runtime library")
-                    .blurb("Path of libonnxruntime.so to load (default: ORT_DYLIB_PATH, then the installed copy, then the system's); one per process")
+                    .blurb("Path of libonnxruntime.so to load (default: ORT_DYLIB_PATH, then ~/.local/lib/ffnetseg, then the system's); one per process")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("mode", ModeChoice::Sync)
                     .nick("Mode")
                     .blurb("How inference is scheduled against the frames")
                     .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("interval")
+                    .nick("Interval")
+                    .blurb("Infer on every N-th frame (sync) or at most every N-th frame (async); frames in between carry the newest result")
+                    .minimum(1)
+                    .maximum(1000)
+                    .default_value(1)
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("active-provider")
                     .nick("Active provider")
@@ -204,7 +549,12 @@ impl ObjectImpl for FfnetInfer {
                     .build(),
                 glib::ParamSpecUInt64::builder("inferences")
                     .nick("Inferences")
-                    .blurb("Number of inferences run since start (read-only)")
+                    .blurb("Inferences run since start (read-only)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-reused")
+                    .nick("Frames reused")
+                    .blurb("Frames that carried an earlier frame's result (async or interval > 1; read-only)")
                     .read_only()
                     .build(),
                 glib::ParamSpecDouble::builder("last-inference-ms")
@@ -224,10 +574,26 @@ impl ObjectImpl for FfnetInfer {
         PROPERTIES.as_ref()
     }
 
+    fn constructed(&self) {
+        self.parent_constructed();
+        // Late frames are dropped before inference in sync mode (BaseTransform QoS).
+        self.obj().set_qos(true);
+    }
+
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
-            "model" => s.model = value.get().expect("type checked upstream"),
+            "model" => {
+                let new: Option<String> = value.get().expect("type checked upstream");
+                let changed = new != s.model;
+                s.model = new;
+                let running = self.state.lock().unwrap().is_some();
+                if changed && running && s.model.is_some() {
+                    let settings = s.clone();
+                    drop(s);
+                    self.load_in_background(settings);
+                }
+            }
             "provider" => s.provider = value.get().expect("type checked upstream"),
             "provider-options" => {
                 let v: Option<String> = value.get().expect("type checked upstream");
@@ -246,13 +612,14 @@ impl ObjectImpl for FfnetInfer {
             }
             "ort-library" => s.ort_library = value.get().expect("type checked upstream"),
             "mode" => s.mode = value.get().expect("type checked upstream"),
+            "interval" => s.interval = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let s = self.settings.lock().unwrap();
-        let stats = self.stats.lock().unwrap();
+        let stats = self.shared.0.lock().unwrap().stats.clone();
         match pspec.name() {
             "model" => s.model.to_value(),
             "provider" => s.provider.to_value(),
@@ -261,8 +628,10 @@ impl ObjectImpl for FfnetInfer {
             "disable-cpu-fallback" => s.disable_cpu_fallback.to_value(),
             "ort-library" => s.ort_library.to_value(),
             "mode" => s.mode.to_value(),
+            "interval" => s.interval.to_value(),
             "active-provider" => stats.active_provider.to_value(),
             "inferences" => stats.inferences.to_value(),
+            "frames-reused" => stats.frames_reused.to_value(),
             "last-inference-ms" => (stats.last_inference_ns as f64 / 1e6).to_value(),
             "mean-inference-ms" => {
                 let mean = if stats.inferences > 0 {
@@ -325,26 +694,78 @@ impl BaseTransformImpl for FfnetInfer {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        *self.stats.lock().unwrap() = Stats::default();
-        let state = self.open_session(&settings)?;
-        *self.state.lock().unwrap() = Some(state);
+        let (engine, warnings) = open_engine(&settings).map_err(|e| e.to_message())?;
+        self.announce(
+            &engine,
+            &warnings,
+            settings.model.as_deref().unwrap_or(""),
+            settings.provider,
+        );
+        {
+            let mut s = self.shared.0.lock().unwrap();
+            *s = Shared {
+                stats: Stats {
+                    active_provider: engine.provider.clone(),
+                    ..Stats::default()
+                },
+                ..Shared::default()
+            };
+        }
+        // Sync until the first frame tells whether the pipeline is live (mode=auto).
+        let asynchronous = settings.mode == ModeChoice::Async;
+        *self.state.lock().unwrap() = Some(self.start_runner(engine, asynchronous));
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(t) = self.loading.lock().unwrap().take() {
+            let _ = t.join();
+        }
         if let Some(state) = self.state.lock().unwrap().take() {
-            let _ = state.pool.set_active(false);
+            self.stop_runner(state);
         }
         Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::FlushStop(_) = event.view() {
+            // No result from before a seek or flush may be drawn after it.
+            self.drop_results();
+        }
+        self.parent_sink_event(event)
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
         if direction == gst::PadDirection::Sink && meta::is_contract_query(query) {
             let guard = self.state.lock().unwrap();
             return match guard.as_ref() {
-                Some(state) => meta::answer_contract_query(query, &state.session.contract().input),
+                Some(state) => meta::answer_contract_query(query, &state.contract.input),
                 None => false,
             };
+        }
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(q) = query.view_mut()
+        {
+            // Sync inference delays every frame by one inference; async by nothing.
+            let mut upstream = gst::query::Latency::new();
+            if !self.obj().sink_pad().peer_query(&mut upstream) {
+                return false;
+            }
+            let (live, min, max) = upstream.result();
+            let asynchronous = self
+                .state
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|s| s.asynchronous);
+            let ours = if asynchronous {
+                gst::ClockTime::ZERO
+            } else {
+                let stats = &self.shared.0.lock().unwrap().stats;
+                gst::ClockTime::from_nseconds(stats.last_inference_ns)
+            };
+            q.set(live, min + ours, max.map(|m| m + ours));
+            return true;
         }
         BaseTransformImplExt::parent_query(self, direction, query)
     }
@@ -358,88 +779,140 @@ impl BaseTransformImpl for FfnetInfer {
             );
             gst::FlowError::Error
         })?;
+        let (mode, interval) = {
+            let s = self.settings.lock().unwrap();
+            (s.mode, s.interval.max(1) as u64)
+        };
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let contract = state.session.contract().clone();
-        if input.spec.width != contract.input.width
-            || input.spec.height != contract.input.height
-            || input.spec.layout != contract.input.layout
-            || input.spec.dtype != contract.input.dtype
-        {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Format,
-                (
-                    "segpreproc made a {}×{} {} {} tensor but the model wants {}×{} {} {}: remove \
-                     segpreproc's width/height/layout overrides or make them match the model",
-                    input.spec.width,
-                    input.spec.height,
-                    input.spec.layout.as_str(),
-                    input.spec.dtype.as_str(),
-                    contract.input.width,
-                    contract.input.height,
-                    contract.input.layout.as_str(),
-                    contract.input.dtype.as_str()
-                )
+
+        if state.frame_count == 0 && mode == ModeChoice::Auto && self.upstream_is_live() {
+            gst::info!(
+                CAT,
+                imp = self,
+                "live source: running inference asynchronously (mode=auto)"
             );
-            return Err(gst::FlowError::Error);
+            let Runner::Sync(engine) =
+                std::mem::replace(&mut state.runner, Runner::Async(Worker { thread: None }))
+            else {
+                unreachable!("auto starts in sync")
+            };
+            let fresh = self.start_runner(*engine, true);
+            *state = State {
+                frame_count: 0,
+                ..fresh
+            };
         }
-        let mut scores = state.pool.acquire_buffer(None)?;
-        let started = Instant::now();
+
+        let contract = state.contract.clone();
+        let spec = input.spec;
+        if spec.width != contract.input.width
+            || spec.height != contract.input.height
+            || spec.layout != contract.input.layout
+            || spec.dtype != contract.input.dtype
         {
-            let tmap = input
-                .tensor
-                .map_readable()
-                .map_err(|_| gst::FlowError::Error)?;
-            let sref = scores.get_mut().expect("a fresh pool buffer is writable");
-            let mut smap = sref.map_writable().map_err(|_| gst::FlowError::Error)?;
-            // SAFETY: f32 has no invalid bit patterns; align_to checks alignment.
-            let (head, out, tail) = unsafe { smap.as_mut_slice().align_to_mut::<f32>() };
-            if !head.is_empty() || !tail.is_empty() {
+            let swapping = {
+                let s = self.shared.0.lock().unwrap();
+                s.stats.inferences > 0 && s.latest.is_none()
+            };
+            if !swapping && state.frame_count == 0 {
                 gst::element_imp_error!(
                     self,
-                    gst::CoreError::Failed,
-                    ("score buffer is not 4-byte aligned")
+                    gst::StreamError::Format,
+                    (
+                        "segpreproc made a {}×{} {} {} tensor but the model wants {}×{} {} {}: remove \
+                         segpreproc's width/height/layout overrides or make them match the model",
+                        spec.width,
+                        spec.height,
+                        spec.layout.as_str(),
+                        spec.dtype.as_str(),
+                        contract.input.width,
+                        contract.input.height,
+                        contract.input.layout.as_str(),
+                        contract.input.dtype.as_str()
+                    )
                 );
                 return Err(gst::FlowError::Error);
             }
-            state.session.run(tmap.as_slice(), out).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ("{e}"));
+            // Tensors made for the previous model while segpreproc catches up after a
+            // model swap: pass the frame on, without a result.
+            gst::debug!(
+                CAT,
+                imp = self,
+                "tensor for another model (swap in progress); frame passes without a new result"
+            );
+            state.frame_count += 1;
+            return Ok(gst::FlowSuccess::Ok);
+        }
+
+        let due = state.frame_count % interval == 0;
+        state.frame_count += 1;
+        let job = Job {
+            tensor: input.tensor.clone(),
+            region: input.region,
+            pts: buf.pts(),
+            epoch: 0,
+        };
+        let (lock, cvar) = &*self.shared;
+        let result = match &mut state.runner {
+            Runner::Sync(engine) => {
+                if due {
+                    let sequence = lock.lock().unwrap().sequence + 1;
+                    let (scores, elapsed) = infer(engine, &job, sequence).map_err(|e| {
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Failed,
+                            ("inference failed: {e}")
+                        );
+                        gst::FlowError::Error
+                    })?;
+                    let mut s = lock.lock().unwrap();
+                    record_inference(&mut s.stats, elapsed);
+                    s.sequence = sequence;
+                    s.latest = Some(scores);
+                }
+                let s = lock.lock().unwrap();
+                s.latest.clone()
+            }
+            Runner::Async(_) => {
+                let mut s = lock.lock().unwrap();
+                if due {
+                    if s.pending.is_some() {
+                        s.stats.frames_skipped_busy += 1;
+                    }
+                    let epoch = s.epoch;
+                    s.pending = Some(Job { epoch, ..job });
+                    cvar.notify_all();
+                }
+                s.latest.clone()
+            }
+        };
+        let stats = {
+            let mut s = lock.lock().unwrap();
+            let st = &mut s.stats;
+            st.started.get_or_insert_with(Instant::now);
+            st.frames += 1;
+            if let Some(r) = &result
+                && r.source_pts != buf.pts()
+            {
+                st.frames_reused += 1;
+            }
+            (st.frames % STATS_EVERY == 0).then(|| st.clone())
+        };
+        drop(guard);
+        if let Some(stats) = stats {
+            self.post_stats(&stats);
+        }
+        if let Some(scores) = result {
+            scores.attach(buf).map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Failed,
+                    ("cannot attach the scores: {e}")
+                );
                 gst::FlowError::Error
             })?;
         }
-        let elapsed = started.elapsed().as_nanos() as u64;
-        state.sequence += 1;
-        {
-            let mut stats = self.stats.lock().unwrap();
-            stats.inferences += 1;
-            stats.last_inference_ns = elapsed;
-            stats.total_inference_ns += elapsed;
-        }
-        let provider = state.session.active_provider().to_string();
-        Scores {
-            scores,
-            classes: contract.output.classes,
-            width: contract.output.width,
-            height: contract.output.height,
-            layout: contract.output.layout,
-            region: input.region,
-            tensor_width: contract.input.width,
-            tensor_height: contract.input.height,
-            source_pts: buf.pts(),
-            sequence: state.sequence,
-            provider,
-            inference_ns: elapsed,
-        }
-        .attach(buf)
-        .map_err(|e| {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::Failed,
-                ("cannot attach the scores: {e}")
-            );
-            gst::FlowError::Error
-        })?;
         Ok(gst::FlowSuccess::Ok)
     }
 }

@@ -60,6 +60,16 @@ pub enum ModeChoice {
         nick = "sync"
     )]
     Sync = 0,
+    #[enum_value(
+        name = "Async: inference on its own thread; frames never wait and carry the newest finished result",
+        nick = "async"
+    )]
+    Async = 1,
+    #[enum_value(
+        name = "Auto: async when the pipeline is live (a camera), sync otherwise",
+        nick = "auto"
+    )]
+    Auto = 2,
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
