@@ -13,7 +13,10 @@ fn slow_model() -> String {
 
 /// Runs `launch` (ending in `appsink name=sink`) to EOS; returns every buffer's scores
 /// (None for frames without) with the frame pts, and the ffnetinfer named `infer`.
-fn run(launch: &str) -> (Vec<(Option<gst::ClockTime>, Option<Scores>)>, gst::Element) {
+/// Each frame's pts and the scores it carried.
+type Frames = Vec<(Option<gst::ClockTime>, Option<Scores>)>;
+
+fn run(launch: &str) -> (Frames, gst::Element) {
     init();
     let pipeline = gst::parse::launch(launch)
         .unwrap()
@@ -68,7 +71,7 @@ fn async_mode_never_holds_frames_back_for_a_slow_model() {
     let reused = infer.property::<u64>("frames-reused");
     eprintln!("async: 45 frames, {inferences} inferences, {reused} frames reused");
     assert!(
-        inferences >= 1 && inferences < 45,
+        (1..45).contains(&inferences),
         "the worker ran {inferences} times for 45 frames"
     );
     assert!(reused > 0);
