@@ -135,6 +135,9 @@ pub struct Postprocessor {
     probability: Mat,
     class_probs: Mat,
     upsampled: Mat,
+    small_u16: Mat,
+    up_u16: Mat,
+    blended: Mat,
     hard: Mat,
     alpha: Mat,
     weights: Mat,
@@ -158,6 +161,9 @@ impl Postprocessor {
             probability: Mat::default(),
             class_probs: Mat::default(),
             upsampled: Mat::default(),
+            small_u16: Mat::default(),
+            up_u16: Mat::default(),
+            blended: Mat::default(),
             hard: Mat::default(),
             alpha: Mat::default(),
             weights: Mat::default(),
@@ -338,16 +344,35 @@ impl Postprocessor {
         Ok(&self.upsampled)
     }
 
-    /// alpha = blur(s_up > threshold) at `width`×`height` (f32 in [0, 1]).
-    pub fn alpha_at(&mut self, width: usize, height: usize) -> Result<&Mat> {
-        self.probability_at(width, height)?;
-        imgproc::threshold(
-            &self.upsampled,
-            &mut self.hard,
-            self.config.threshold as f64,
-            1.0,
-            imgproc::THRESH_BINARY,
+    /// The smoothed probability bilinearly upsampled to `size` in 16-bit fixed point
+    /// (0..65535). Half the memory traffic of f32 at frame resolution, and 1/65535 steps
+    /// are far finer than any threshold needs.
+    fn upsampled_u16(&mut self, size: Size) -> Result<()> {
+        let s = self.cropped()?;
+        s.convert_to(&mut self.small_u16, core::CV_16U, 65535.0, 0.0)?;
+        imgproc::resize(
+            &self.small_u16,
+            &mut self.up_u16,
+            size,
+            0.0,
+            0.0,
+            imgproc::INTER_LINEAR,
         )?;
+        Ok(())
+    }
+
+    /// The hard mask `s_up > threshold` at `size` (u8, 0 or 255).
+    fn mask_u8(&mut self, size: Size) -> Result<()> {
+        self.upsampled_u16(size)?;
+        let t = (self.config.threshold as f64 * 65535.0).floor();
+        core::compare(&self.up_u16, &Scalar::all(t), &mut self.hard, core::CMP_GT)?;
+        Ok(())
+    }
+
+    /// alpha = blur(s_up > threshold) at `size` as u8 (0..255); without blur, the hard
+    /// mask itself.
+    fn alpha_u8(&mut self, size: Size) -> Result<()> {
+        self.mask_u8(size)?;
         let k = self.config.blur as i32;
         if k > 1 {
             imgproc::blur(
@@ -358,9 +383,18 @@ impl Postprocessor {
                 core::BORDER_DEFAULT,
             )?;
         } else {
-            self.hard.copy_to(&mut self.alpha)?;
+            std::mem::swap(&mut self.alpha, &mut self.hard);
         }
-        Ok(&self.alpha)
+        Ok(())
+    }
+
+    /// alpha = blur(s_up > threshold) at `width`×`height` (f32 in [0, 1]).
+    pub fn alpha_at(&mut self, width: usize, height: usize) -> Result<Mat> {
+        self.alpha_u8(Size::new(width as i32, height as i32))?;
+        let mut a = Mat::default();
+        self.alpha
+            .convert_to(&mut a, core::CV_32F, 1.0 / 255.0, 0.0)?;
+        Ok(a)
     }
 
     /// Top class per pixel at model resolution (u8): argmax of the smoothed class
@@ -427,12 +461,13 @@ impl Postprocessor {
         let ptr = dst.data();
         match kind {
             GrayKind::Mask => {
-                let a = self.alpha_at(w, h)?;
-                a.convert_to(&mut dst, core::CV_8U, 255.0, 0.0)?;
+                self.alpha_u8(Size::new(w as i32, h as i32))?;
+                self.alpha.copy_to(&mut dst)?;
             }
             GrayKind::Soft => {
-                let p = self.probability_at(w, h)?;
-                p.convert_to(&mut dst, core::CV_8U, 255.0, 0.0)?;
+                self.upsampled_u16(Size::new(w as i32, h as i32))?;
+                self.up_u16
+                    .convert_to(&mut dst, core::CV_8U, 255.0 / 65535.0, 0.0)?;
             }
             GrayKind::Labels => {
                 let lab = self.labels_at(w, h)?;
@@ -443,19 +478,19 @@ impl Postprocessor {
     }
 
     /// `out = frame·(1 − o·alpha) + colour·o·alpha`, in place, in the frame's format.
+    ///
+    /// Alpha is computed at each plane's own resolution (chroma planes are subsampled).
+    /// With a hard mask (blur = 1) the blend is two u8 passes: `addWeighted` and a masked
+    /// copy; soft edges need per-pixel weights (`blendLinear`).
     pub fn render_overlay(
         &mut self,
         frame: &mut FrameViewMut<'_>,
         color: [u8; 3],
         opacity: f32,
     ) -> Result<()> {
-        let (w, h) = (frame.width, frame.height);
-        self.alpha_at(w, h)?;
-        let mut weight = Mat::default();
-        self.alpha
-            .convert_to(&mut weight, core::CV_32F, opacity as f64, 0.0)?;
         let yuv = frame.colorimetry.rgb_to_yuv(color);
         let gray = frame.format == PixelFormat::Gray8;
+        let o = opacity as f64;
         for (plane, div, chans) in plane_channels(frame.format) {
             let (data, l) = &mut frame.planes[plane];
             let cols = l.width / div;
@@ -465,20 +500,42 @@ impl Postprocessor {
                 unsafe { mat_over(data.as_mut_ptr(), l.height, cols, u8_type(cn), l.stride) }?;
             let ptr = dst.data();
             let size = Size::new(cols as i32, l.height as i32);
-            resize_weights(&weight, &mut self.weights, size)?;
-            one_minus(&self.weights, &mut self.inverse)?;
+            self.alpha_u8(size)?;
             let mut vals = [0.0; 4];
             for (i, ch) in chans.iter().enumerate() {
                 vals[i] = channel_value(*ch, color, yuv, gray);
             }
-            fill_constant(
-                &mut self.constant,
-                size,
-                u8_type(cn),
-                Scalar::new(vals[0], vals[1], vals[2], vals[3]),
-            )?;
-            let src = dst.try_clone()?;
-            imgproc::blend_linear(&src, &self.constant, &self.inverse, &self.weights, &mut dst)?;
+            let colour = Scalar::new(vals[0], vals[1], vals[2], vals[3]);
+            if self.config.blur <= 1 {
+                if o >= 1.0 {
+                    dst.set_to(&colour, &self.alpha)?;
+                } else {
+                    fill_constant(&mut self.constant, size, u8_type(cn), colour)?;
+                    core::add_weighted(
+                        &dst,
+                        1.0 - o,
+                        &self.constant,
+                        o,
+                        0.0,
+                        &mut self.blended,
+                        -1,
+                    )?;
+                    self.blended.copy_to_masked(&mut dst, &self.alpha)?;
+                }
+            } else {
+                fill_constant(&mut self.constant, size, u8_type(cn), colour)?;
+                self.alpha
+                    .convert_to(&mut self.weights, core::CV_32F, o / 255.0, 0.0)?;
+                one_minus(&self.weights, &mut self.inverse)?;
+                let src = dst.try_clone()?;
+                imgproc::blend_linear(
+                    &src,
+                    &self.constant,
+                    &self.inverse,
+                    &self.weights,
+                    &mut dst,
+                )?;
+            }
             ensure_same_data(&dst, ptr, "overlay")?;
         }
         Ok(())
@@ -492,8 +549,6 @@ impl Postprocessor {
         strength: usize,
     ) -> Result<()> {
         let (w, h) = (frame.width, frame.height);
-        self.alpha_at(w, h)?;
-        let alpha = self.alpha.try_clone()?;
         for (plane, div, chans) in plane_channels(frame.format) {
             let (data, l) = &mut frame.planes[plane];
             let cols = l.width / div;
@@ -503,20 +558,28 @@ impl Postprocessor {
                 unsafe { mat_over(data.as_mut_ptr(), l.height, cols, u8_type(cn), l.stride) }?;
             let ptr = dst.data();
             let size = Size::new(cols as i32, l.height as i32);
-            resize_weights(&alpha, &mut self.weights, size)?;
-            one_minus(&self.weights, &mut self.inverse)?;
+            self.alpha_u8(size)?;
             // Kernel scaled to the plane so chroma and luma blur by the same picture distance.
             let kx = ((strength * cols).div_ceil(w.max(1)) | 1).max(1) as i32;
             let ky = ((strength * l.height).div_ceil(h.max(1)) | 1).max(1) as i32;
-            let src = dst.try_clone()?;
             imgproc::blur(
-                &src,
+                &dst,
                 &mut self.blurred,
                 Size::new(kx, ky),
                 core::Point::new(-1, -1),
                 core::BORDER_REPLICATE,
             )?;
-            imgproc::blend_linear(&src, &self.blurred, &self.weights, &self.inverse, &mut dst)?;
+            if self.config.blur <= 1 {
+                // Background = where the mask is 0.
+                core::bitwise_not(&self.alpha, &mut self.hard, &core::no_array())?;
+                self.blurred.copy_to_masked(&mut dst, &self.hard)?;
+            } else {
+                self.alpha
+                    .convert_to(&mut self.weights, core::CV_32F, 1.0 / 255.0, 0.0)?;
+                one_minus(&self.weights, &mut self.inverse)?;
+                let src = dst.try_clone()?;
+                imgproc::blend_linear(&src, &self.blurred, &self.weights, &self.inverse, &mut dst)?;
+            }
             ensure_same_data(&dst, ptr, "background blur")?;
         }
         Ok(())
@@ -581,15 +644,6 @@ pub enum GrayKind {
     Mask,
     Soft,
     Labels,
-}
-
-fn resize_weights(src: &Mat, dst: &mut Mat, size: Size) -> Result<()> {
-    if src.cols() == size.width && src.rows() == size.height {
-        src.copy_to(dst)?;
-    } else {
-        imgproc::resize(src, dst, size, 0.0, 0.0, imgproc::INTER_AREA)?;
-    }
-    Ok(())
 }
 
 fn one_minus(src: &Mat, dst: &mut Mat) -> Result<()> {
@@ -662,7 +716,11 @@ mod tests {
             "0.5·1 + 0.5·0.2"
         );
         // 0.6 > 0.55: foreground.
-        assert!(read(post.alpha_at(4, 4).unwrap()).iter().all(|v| *v == 1.0));
+        assert!(
+            read(&post.alpha_at(4, 4).unwrap())
+                .iter()
+                .all(|v| *v == 1.0)
+        );
         post.reset();
         assert!(!post.has_state());
         post.update(&ScoresView {
