@@ -25,11 +25,12 @@ APT_PACKAGES := build-essential pkg-config curl ca-certificates clang libclang-d
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav libopencv-dev opencv-doc \
 	python3 python3-venv python3-pip
 
-.PHONY: help deps rust venv build install demo test lint golden pictures clean uninstall
+.PHONY: help deps rust venv build install demo test bench lint golden pictures clean uninstall
 
 help:
 	@echo "make demo    install, build, and segment a real video (out/demo/)"
 	@echo "make test    install, build, and run the whole test suite"
+	@echo "make bench   benchmarks against peers (writes BENCHMARKS.md)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make golden  regenerate the golden masks with the Python reference"
 	@echo "make pictures  regenerate the README pictures from real frames"
@@ -85,6 +86,10 @@ demo: install
 test: install
 	PATH="$$HOME/.cargo/bin:$$PATH" $(CARGO) test --release --workspace
 	pipelines/check-pipelines.sh
+
+# Benchmarks as ratios against peers measured in the same run; writes BENCHMARKS.md.
+bench: install
+	pipelines/bench.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

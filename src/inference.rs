@@ -64,6 +64,8 @@ pub struct SessionConfig {
     pub disable_cpu_fallback: bool,
     /// Explicit libonnxruntime.so to load (first element to load wins for the process).
     pub ort_library: Option<PathBuf>,
+    /// Let ONNX Runtime's intra-op threads spin-wait between inferences.
+    pub spin: bool,
 }
 
 impl SessionConfig {
@@ -75,6 +77,7 @@ impl SessionConfig {
             threads: 0,
             disable_cpu_fallback: false,
             ort_library: None,
+            spin: false,
         }
     }
 }
@@ -264,6 +267,14 @@ impl InferenceSession {
         let mut builder = Session::builder(&rt.environment)
             .map_err(|e| Error::Runtime(format!("cannot create a session builder: {e}")))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        // Spinning intra-op threads take CPU from the rest of a pipeline (decoder,
+        // pre/post-processing, encoder) between inferences.
+        builder = builder
+            .with_config_entry(
+                "session.intra_op.allow_spinning",
+                if config.spin { "1" } else { "0" },
+            )
             .map_err(|e| Error::Runtime(e.to_string()))?;
         if config.threads > 0 {
             builder = builder

@@ -85,6 +85,7 @@ fn open(o: &Options) -> Result<(InferenceSession, f64), String> {
         threads: o.threads,
         disable_cpu_fallback: false,
         ort_library: None,
+        spin: false,
     };
     let t = Instant::now();
     let session = InferenceSession::open(&config).map_err(|e| e.to_string())?;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# make bench: runs every benchmark in one go and writes BENCHMARKS.md.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$here/..
+out=$root/out/bench
+mkdir -p "$out"
+video=/usr/share/doc/opencv-doc/examples/data/vtest.avi
+py=$root/.venv/bin/python
+cd "$root"
+echo "== Rust stage, element, end-to-end and live benchmarks"
+target/release/ffnetseg-bench all | tee "$out/rust.jsonl"
+echo "== Python OpenCV + onnxruntime peer"
+"$py" tests/bench/peer_opencv_ort.py --video "$video" --model models/selfie_segmentation.onnx --frames 120 --threads 2 | tee "$out/peer_native.json"
+"$py" tests/bench/peer_opencv_ort.py --video "$video" --model models/selfie_segmentation.onnx --frames 120 --threads 2 --width 1920 --height 1080 | tee "$out/peer_1080p.json"
+echo "== Peak memory of the 1080p pipeline"
+"$py" - "$root/models/selfie_segmentation.onnx" > "$out/rss.json" <<'PY'
+import json, os, subprocess, sys
+cmd = ["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=300", "!",
+       "video/x-raw,format=NV12,width=1920,height=1080", "!", "segpreproc", "!",
+       "ffnetinfer", f"model={sys.argv[1]}", "threads=2", "!", "segpostproc", "mode=overlay", "!", "fakesink"]
+p = subprocess.Popen(cmd)
+_, status, usage = os.wait4(p.pid, 0)
+assert status == 0, f"pipeline failed: {status}"
+print(json.dumps({"max_rss_mb": usage.ru_maxrss / 1024.0}))
+PY
+cat "$out/rss.json"
+"$py" tests/bench/report.py "$out/rust.jsonl" "$out/peer_native.json" "$out/peer_1080p.json" "$out/rss.json" BENCHMARKS.md

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Writes BENCHMARKS.md from one `make bench` run: the Rust benchmark's JSON lines, the
+Python OpenCV + onnxruntime peer's results, and the pipeline's peak memory. Every figure
+is a ratio against a peer measured in the same run."""
+import json
+import platform
+import subprocess
+import sys
+import datetime
+
+
+def load_lines(path):
+    out = []
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+def cpu_name():
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_flags():
+    try:
+        flags = open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0]
+    except (OSError, IndexError):
+        return ""
+    return ", ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if f" {f}" in flags)
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def main():
+    rust_path, peer_native, peer_1080, rss_path, out = sys.argv[1:6]
+    rust = load_lines(rust_path)
+    pn = json.load(open(peer_native))
+    p1080 = json.load(open(peer_1080))
+    rss = json.load(open(rss_path))
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    lines = []
+    w = lines.append
+    w("# Benchmarks")
+    w("")
+    w(f"Made by `make bench` on {datetime.date.today()} — {cpu_name()} ({nproc} cores; {cpu_flags()}), "
+      f"{platform.system()} {platform.release()}. These machines are shared and noisy: read the ratios "
+      "(each measured against its peer in the same run), not the absolute times. Single-threaded "
+      "OpenCV for the stage figures; ONNX Runtime with 2 intra-op threads for inference.")
+    w("")
+    w("Reproduce: `make bench` (runs `pipelines/bench.sh`, which writes this file).")
+    w("")
+
+    stages = [r for r in rust if r["bench"] == "stage"]
+    w("## Stages per frame (engine, one thread) against one memcpy of the frame")
+    w("")
+    w("| frame | format | memcpy ms | segpreproc ms | × memcpy | segpostproc overlay ms | × memcpy |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in stages:
+        w(f"| {r['size']} | {r['format']} | {r['memcpy_ms']:.3f} | {r['segpreproc_ms']:.3f} | "
+          f"{r['segpreproc_ms'] / r['memcpy_ms']:.1f} | {r['segpostproc_overlay_ms']:.3f} | "
+          f"{r['segpostproc_overlay_ms'] / r['memcpy_ms']:.1f} |")
+    w("")
+    w("segpreproc's model input here is the selfie model's 256×256×3 f32 NHWC tensor; its cost follows the "
+      "model's input, not the frame (compare 720p and 4K). segpostproc overlay includes smoothing, the "
+      "bilinear upsample, threshold and the blend into every plane. The memcpy runs on a frame that stays "
+      "in cache between copies, so it is a hard floor.")
+    w("")
+
+    e = next(r for r in rust if r["bench"] == "segpreproc_vs_videoconvert")
+    vs = e["videoconvert_videoscale_ms"] / e["segpreproc_ms"]
+    s1080 = next(r for r in stages if r["size"] == "1080p" and r["format"] == "NV12")
+    pre_x = s1080["segpreproc_ms"] / s1080["memcpy_ms"]
+    post_x = s1080["segpostproc_overlay_ms"] / s1080["memcpy_ms"]
+    o = next(r for r in rust if r["bench"] == "ffnetinfer_overhead")
+    overhead = 100.0 * (o["pipeline_ms"] / o["bare_ort_ms"] - 1.0)
+    e2e = [r for r in rust if r["bench"] == "end_to_end"]
+    native = next(r for r in e2e if r["width"] == pn["width"])
+    full = next(r for r in e2e if r["width"] == 1920)
+    ratio_native = native["fps"] / pn["fps"]
+    ratio_1080 = full["fps"] / p1080["fps"]
+    live = next((r for r in rust if r["bench"] == "live_async_1080p30"), None)
+
+    w("## Against the alternatives (same run)")
+    w("")
+    w("| comparison | ours | peer | ratio | target | |")
+    w("| --- | ---: | ---: | ---: | --- | --- |")
+    w(f"| segpreproc vs `videoconvert ! videoscale` to 256×256 RGB, 1080p NV12, GStreamer pipeline per frame | "
+      f"{e['segpreproc_ms']:.2f} ms | {e['videoconvert_videoscale_ms']:.2f} ms | {vs:.1f}× faster | ≥ 5× | {verdict(vs >= 5)} |")
+    w(f"| segpreproc vs memcpy, 1080p NV12 | {s1080['segpreproc_ms']:.3f} ms | {s1080['memcpy_ms']:.3f} ms | "
+      f"{pre_x:.1f}× memcpy | ≤ 3× | {verdict(pre_x <= 3)} |")
+    w(f"| segpostproc overlay vs memcpy, 1080p NV12 | {s1080['segpostproc_overlay_ms']:.3f} ms | {s1080['memcpy_ms']:.3f} ms | "
+      f"{post_x:.1f}× memcpy | ≤ 5× | {verdict(post_x <= 5)} |")
+    oh_note = verdict(overhead <= 3) + (" (negative: the difference is within this machine's noise)" if overhead < 0 else "")
+    w(f"| ffnetinfer vs bare ONNX Runtime `run`, selfie model, {o['threads']} threads (medians of 5 interleaved rounds of {o['frames']} frames) | {o['pipeline_ms']:.2f} ms | "
+      f"{o['bare_ort_ms']:.2f} ms | {overhead:+.1f}% | ≤ 3% | {oh_note} |")
+    w(f"| end to end vs Python OpenCV + onnxruntime, vtest.avi {pn['width']}×{pn['height']} | {native['fps']:.1f} fps | "
+      f"{pn['fps']:.1f} fps | {ratio_native:.1f}× | — | |")
+    w(f"| end to end vs Python OpenCV + onnxruntime, vtest.avi scaled to 1920×1080 | {full['fps']:.1f} fps | "
+      f"{p1080['fps']:.1f} fps | {ratio_1080:.1f}× | ≥ 5× | {verdict(ratio_1080 >= 5)} |")
+    w(f"| peak RSS, 1080p NV12 selfie pipeline (300 frames, `gst-launch-1.0`) | {rss['max_rss_mb']:.0f} MB | | | ≤ 200 MB | {verdict(rss['max_rss_mb'] <= 200)} |")
+    w("")
+    w(f"End to end = segpreproc ! ffnetinfer ! segpostproc mode=overlay smoothing=0.5 on {native['frames']} frames decoded "
+      "into memory beforehand (decoding is not timed on either side); the plugin gets the decoder's I420, the "
+      "Python peer the BGR frames `cv2.VideoCapture` gives (the same stages: colour conversion, resize, "
+      "normalize, inference, smoothing, upsample, threshold, blend). Python per-frame means at 1080p: "
+      f"pre-processing {p1080['pre_ms']:.1f} ms, inference {p1080['infer_ms']:.1f} ms, post-processing "
+      f"{p1080['post_ms']:.1f} ms. Both use {o['threads']} ONNX Runtime threads.")
+    w("")
+    if live:
+        expected = 30 * live["seconds"]
+        w("## Live camera with a model slower than the camera (async inference)")
+        w("")
+        w(f"`videotestsrc is-live=true` 1920×1080 NV12 at 30 fps → segpreproc → ffnetinfer mode=async "
+          f"(models/test_slow_segmenter.onnx, untrained, {live['mean_inference_ms']:.0f} ms per inference here) → "
+          f"segpostproc → fpsdisplaysink (fakesink, synchronised to the clock), {live['seconds']} s:")
+        w("")
+        w(f"- frames rendered: {live['frames_rendered']} of ~{expected} a 30 fps camera delivers; frames dropped: {live['frames_dropped']}")
+        w(f"- inferences: {live['inferences']} (≈ {live['inferences'] / live['seconds']:.1f} results per second); "
+          "the frames in between carry the newest finished result (with its source timestamp)")
+        w("")
+    w("## Notes")
+    w("")
+    w(f"- Missed: segpreproc at 1080p NV12 is {pre_x:.1f}× a memcpy of the frame (target ≤ 3×) and segpostproc "
+      f"overlay {post_x:.1f}× (target ≤ 5×). The memcpy runs on a frame that stays in this CPU's cache between "
+      "copies (tens of GB/s). segpreproc's cost follows the model's input (256×256×3 floats: a bilinear "
+      "sample of the planes, a chroma remap, one affine colour+normalization transform, clipping and the "
+      "layout write, each a pass over the small tensor); segpostproc makes several passes at frame "
+      "resolution (16-bit bilinear upsample, threshold, blend and masked copy, per plane). Fusing those "
+      "passes into hand-written loops is the next step if a benchmark shows it beats OpenCV's kernels.")
+    flags = cpu_flags()
+    if "vnni" in flags:
+        w("- This CPU has VNNI (int8 dot products), so int8 models can gain here too; an NPU gains more.")
+    else:
+        w("- This CPU has no VNNI: int8 models gain less here than on an NPU.")
+    open(out, "w").write("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
