@@ -219,3 +219,67 @@ fn model_swap_while_playing_switches_between_frames_and_a_broken_model_keeps_the
     }
     std::fs::remove_file(broken).ok();
 }
+
+#[test]
+fn stats_arrive_on_the_bus_and_latency_reflects_the_mode() {
+    init();
+    for (mode, adds_latency) in [("sync", true), ("async", false)] {
+        let launch = format!(
+            "videotestsrc is-live=true num-buffers=70 ! video/x-raw,width=160,height=120,framerate=30/1 ! segpreproc ! \
+             ffnetinfer name=infer mode={mode} model={} ! fakesink name=sink sync=false",
+            slow_model()
+        );
+        let pipeline = gst::parse::launch(&launch)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        let mut stats = Vec::new();
+        let mut queried = None;
+        loop {
+            let msg = bus
+                .timed_pop(gst::ClockTime::from_seconds(60))
+                .expect("the pipeline ends within 60 s");
+            match msg.view() {
+                gst::MessageView::Element(e) => {
+                    let s = e.structure().unwrap();
+                    if s.name() == "ffnetinfer-stats" {
+                        stats.push((
+                            s.get::<u64>("frames").unwrap(),
+                            s.get::<u64>("inferences").unwrap(),
+                        ));
+                        if queried.is_none() {
+                            // Ask the sink side's view of latency once results are flowing.
+                            let infer = pipeline.by_name("infer").unwrap();
+                            let mut q = gst::query::Latency::new();
+                            assert!(infer.static_pad("src").unwrap().query(&mut q));
+                            let mut up = gst::query::Latency::new();
+                            assert!(infer.static_pad("sink").unwrap().peer_query(&mut up));
+                            queried = Some((q.result(), up.result()));
+                        }
+                    }
+                }
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(e) => panic!("{}", e.error()),
+                _ => {}
+            }
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert_eq!(
+            stats.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![30, 60],
+            "{mode}: a stats message every 30 frames"
+        );
+        let ((live, ours, _), (_, upstream, _)) = queried.expect("latency was queried");
+        assert!(live);
+        if adds_latency {
+            assert!(
+                ours > upstream,
+                "sync inference adds its time to the latency: {ours} vs {upstream}"
+            );
+        } else {
+            assert_eq!(ours, upstream, "async inference adds no latency");
+        }
+    }
+}
