@@ -2,10 +2,13 @@
 //! model itself (input size, layout, dtype; output classes and resolution).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ort::logging::LogLevel;
 
 use ort::ep;
-use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{RunOptions, Session};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use crate::error::{Error, Result};
@@ -126,6 +129,66 @@ pub struct InferenceSession {
     contract: ModelContract,
     active_provider: String,
     warnings: Vec<String>,
+    placements: Vec<Placement>,
+    run_options: RunOptions,
+}
+
+/// Where ONNX Runtime put the model's nodes (from its "Node placements" log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// ONNX Runtime's provider name, e.g. "QNNExecutionProvider".
+    pub provider: String,
+    pub nodes: usize,
+    /// Operator types of the nodes (empty when all nodes share one provider).
+    pub ops: Vec<String>,
+}
+
+/// Reads ORT's verbose placement report:
+/// " All nodes placed on [P]. Number of nodes: N" or, per provider,
+/// " Node(s) placed on [P]. Number of nodes: N\n  OpType (name)\n…".
+pub fn parse_placements(log: &[String]) -> Vec<Placement> {
+    let mut out = Vec::new();
+    for m in log {
+        let Some(rest) = m.split_once("placed on [").map(|(_, r)| r) else {
+            continue;
+        };
+        let Some((provider, rest)) = rest.split_once(']') else {
+            continue;
+        };
+        let nodes = rest
+            .split_once("Number of nodes:")
+            .and_then(|(_, n)| n.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let ops = m
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect();
+        out.push(Placement {
+            provider: provider.to_string(),
+            nodes,
+            ops,
+        });
+    }
+    out
+}
+
+/// "Conv×3, Resize×1" from a list of operator types.
+fn summarize_ops(ops: &[&str]) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for op in ops {
+        *counts.entry(op).or_default() += 1;
+    }
+    if counts.is_empty() {
+        return "operators not listed by ONNX Runtime".into();
+    }
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k}×{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn dtype_of(t: TensorElementType) -> Option<DType> {
@@ -282,6 +345,28 @@ impl InferenceSession {
                 .map_err(|e| Error::Runtime(e.to_string()))?;
         }
 
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = log.clone();
+        builder = builder
+            .with_logger(Arc::new(
+                move |level: LogLevel,
+                      _category: &str,
+                      _id: &str,
+                      _location: &str,
+                      message: &str| {
+                    if matches!(
+                        level,
+                        LogLevel::Verbose | LogLevel::Info | LogLevel::Warning
+                    ) {
+                        sink.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(message.to_string());
+                    }
+                },
+            ))
+            .map_err(|e| Error::Runtime(e.to_string()))?
+            .with_log_level(LogLevel::Verbose)
+            .map_err(|e| Error::Runtime(e.to_string()))?;
         let (builder, active) = register_provider(builder, config, &mut warnings)?;
         let mut builder = builder;
         let session = builder.commit_from_file(path).map_err(|e| {
@@ -291,11 +376,43 @@ impl InferenceSession {
             ))
         })?;
         let contract = read_contract(&session, path)?;
+        let placements = parse_placements(&log.lock().unwrap_or_else(|e| e.into_inner()));
+        let on_cpu: usize = placements
+            .iter()
+            .filter(|p| p.provider == "CPUExecutionProvider")
+            .map(|p| p.nodes)
+            .sum();
+        let total: usize = placements.iter().map(|p| p.nodes).sum();
+        if active != Provider::Cpu.name() && on_cpu > 0 {
+            let ops: Vec<&str> = placements
+                .iter()
+                .filter(|p| p.provider == "CPUExecutionProvider")
+                .flat_map(|p| p.ops.iter().map(String::as_str))
+                .collect();
+            let msg = format!(
+                "{on_cpu} of {total} nodes of {} run on the CPU, not on {active}: {}",
+                path.display(),
+                summarize_ops(&ops)
+            );
+            if config.disable_cpu_fallback {
+                return Err(Error::Runtime(format!(
+                    "{msg}; disable-cpu-fallback is set (quantize the model, or replace those operators)"
+                )));
+            }
+            warnings.push(msg);
+        }
+        let mut run_options = RunOptions::new().map_err(|e| Error::Runtime(e.to_string()))?;
+        // Placement needed verbose logs at creation; runs log warnings only.
+        run_options
+            .set_log_level(LogLevel::Warning)
+            .map_err(|e| Error::Runtime(e.to_string()))?;
         Ok(InferenceSession {
             session,
             contract,
             active_provider: active,
             warnings,
+            placements,
+            run_options,
         })
     }
 
@@ -306,6 +423,11 @@ impl InferenceSession {
     /// The provider the session really runs on (`cpu` after a fallback).
     pub fn active_provider(&self) -> &str {
         &self.active_provider
+    }
+
+    /// Where the nodes run (provider, node count, operator types).
+    pub fn placements(&self) -> &[Placement] {
+        &self.placements
     }
 
     /// Things the user should know (fallbacks, ignored options), for warnings.
@@ -348,7 +470,10 @@ impl InferenceSession {
         };
         let outputs = self
             .session
-            .run(ort::inputs![self.contract.input_name.as_str() => value])
+            .run_with_options(
+                ort::inputs![self.contract.input_name.as_str() => value],
+                &self.run_options,
+            )
             .map_err(|e| Error::Inference(e.to_string()))?;
         let out = outputs
             .get(&self.contract.output_name)
@@ -414,6 +539,12 @@ fn register_provider(
         opts
     };
     let mut builder = builder;
+    if config.disable_cpu_fallback && config.provider != Provider::Cpu {
+        // ONNX Runtime then refuses to create a session that would put nodes on the CPU.
+        builder = builder
+            .with_config_entry("session.disable_cpu_ep_fallback", "1")
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+    }
     for p in wanted {
         let dispatch = match p {
             Provider::Qnn => {
@@ -479,4 +610,51 @@ fn register_provider(
         ));
     }
     Ok((builder, Provider::Cpu.name().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placements_are_read_from_onnx_runtime_logs() {
+        let log = vec![
+            "Node placements".to_string(),
+            " All nodes placed on [CPUExecutionProvider]. Number of nodes: 139".to_string(),
+        ];
+        assert_eq!(
+            parse_placements(&log),
+            vec![Placement {
+                provider: "CPUExecutionProvider".into(),
+                nodes: 139,
+                ops: vec![]
+            }]
+        );
+        let log = vec![
+            " Node(s) placed on [QNNExecutionProvider]. Number of nodes: 1\n  QNN_123 (QNNExecutionProvider_QNN_123_0)\n".to_string(),
+            " Node(s) placed on [CPUExecutionProvider]. Number of nodes: 2\n  Resize (up1)\n  Resize (up2)\n".to_string(),
+        ];
+        let p = parse_placements(&log);
+        assert_eq!(p[1].provider, "CPUExecutionProvider");
+        assert_eq!(p[1].nodes, 2);
+        assert_eq!(p[1].ops, vec!["Resize", "Resize"]);
+        assert_eq!(
+            summarize_ops(&["Resize", "Conv", "Resize"]),
+            "Conv×1, Resize×2"
+        );
+    }
+
+    #[test]
+    fn provider_options_parse_and_reject_malformed_items() {
+        assert_eq!(
+            parse_provider_options(" backend_type=htp, htp_performance_mode=burst ").unwrap(),
+            vec![
+                ("backend_type".into(), "htp".into()),
+                ("htp_performance_mode".into(), "burst".into())
+            ]
+        );
+        assert!(parse_provider_options("backend_type").is_err());
+        assert!(parse_provider_options("=htp").is_err());
+        assert!(parse_provider_options("").unwrap().is_empty());
+    }
 }

@@ -438,3 +438,86 @@ fn segpostproc_rejects_bad_property_values_and_keeps_the_old_ones() {
     e.set_property("classes", "car,11");
     assert_eq!(e.property::<String>("classes"), "car,11");
 }
+
+#[test]
+fn unavailable_provider_falls_back_to_cpu_with_a_warning_or_errors_when_told_to() {
+    init();
+    // This ONNX Runtime (the PyPI CPU wheel) has no QNN provider.
+    let launch = format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=48 ! segpreproc ! \
+         ffnetinfer name=infer provider=qnn model={} ! fakesink",
+        selfie_model()
+    );
+    let pipeline = gst::parse::launch(&launch)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let mut warning = None;
+    let mut provider_msg = None;
+    loop {
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_seconds(30))
+            .expect("pipeline ends");
+        match msg.view() {
+            gst::MessageView::Warning(w) => warning = Some(w.error().to_string()),
+            gst::MessageView::Element(e)
+                if e.structure()
+                    .is_some_and(|s| s.name() == "ffnetinfer-provider") =>
+            {
+                let s = e.structure().unwrap();
+                provider_msg = Some((
+                    s.get::<String>("requested").unwrap(),
+                    s.get::<String>("active").unwrap(),
+                ));
+            }
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => {}
+        }
+    }
+    let infer = pipeline.by_name("infer").unwrap();
+    assert_eq!(infer.property::<String>("active-provider"), "cpu");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let warning = warning.expect("a warning says the provider is missing");
+    assert!(
+        warning.contains("qnn") && warning.contains("CPU"),
+        "{warning}"
+    );
+    assert_eq!(provider_msg, Some(("qnn".to_string(), "cpu".to_string())));
+
+    let text = first_error(&format!(
+        "videotestsrc num-buffers=2 ! segpreproc ! ffnetinfer provider=qnn disable-cpu-fallback=true model={} ! fakesink",
+        selfie_model()
+    ));
+    assert!(
+        text.contains("qnn") && text.contains("disable-cpu-fallback"),
+        "{text}"
+    );
+}
+
+#[test]
+fn broken_and_contract_breaking_models_are_refused_with_a_reason() {
+    init();
+    let dir = std::env::temp_dir();
+    let empty = dir.join("ffnetseg-empty.onnx");
+    std::fs::write(&empty, b"").unwrap();
+    let garbage = dir.join("ffnetseg-garbage.onnx");
+    std::fs::write(
+        &garbage,
+        (0..4096u32)
+            .map(|i| (i * 2654435761u32 >> 24) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    for (path, expect) in [(&empty, "empty"), (&garbage, "cannot load")] {
+        let text = first_error(&format!(
+            "videotestsrc num-buffers=1 ! segpreproc ! ffnetinfer model={} ! fakesink",
+            path.display()
+        ));
+        assert!(text.contains(expect), "{}: {text}", path.display());
+    }
+    std::fs::remove_file(empty).ok();
+    std::fs::remove_file(garbage).ok();
+}
