@@ -507,7 +507,7 @@ fn broken_and_contract_breaking_models_are_refused_with_a_reason() {
     std::fs::write(
         &garbage,
         (0..4096u32)
-            .map(|i| (i * 2654435761u32 >> 24) as u8)
+            .map(|i| (i.wrapping_mul(2654435761u32) >> 24) as u8)
             .collect::<Vec<_>>(),
     )
     .unwrap();
