@@ -277,9 +277,9 @@ fn read_contract(session: &Session, path: &Path) -> Result<ModelContract> {
             )));
         }
     };
-    if oshape.iter().any(|d| *d <= 0 && *d != -1) || oshape[1..].iter().any(|d| *d <= 0) {
+    if oshape.iter().any(|d| *d == 0 || *d < -1) {
         return Err(Error::Model(format!(
-            "output '{}' has dynamic or empty dimensions {oshape:?}; export the model with static shapes",
+            "output '{}' has empty dimensions {oshape:?}",
             output.name()
         )));
     }
@@ -296,14 +296,21 @@ fn read_contract(session: &Session, path: &Path) -> Result<ModelContract> {
         Layout::Nchw => (oshape[1], oshape[2], oshape[3]),
         Layout::Nhwc => (oshape[3], oshape[1], oshape[2]),
     };
+    if c <= 0 {
+        return Err(Error::Model(format!(
+            "output '{}' has no fixed class count (shape {oshape:?})",
+            output.name()
+        )));
+    }
     Ok(ModelContract {
         input_name: input.name().to_string(),
         input: input_spec,
         output_name: output.name().to_string(),
+        // Dynamic sizes (-1) become 0 and are read from each result.
         output: OutputSpec {
             classes: c as usize,
-            width: w as usize,
-            height: h as usize,
+            width: w.max(0) as usize,
+            height: h.max(0) as usize,
             layout: olayout,
         },
     })
@@ -439,21 +446,62 @@ impl InferenceSession {
     /// writes the scores (f32, the output spec's layout) into `scores`.
     pub fn run(&mut self, input: &[u8], scores: &mut [f32]) -> Result<()> {
         let spec = self.contract.input;
-        if input.len() != spec.byte_size() {
+        self.run_with(input, &spec, |_, data| {
+            if data.len() != scores.len() {
+                return Err(Error::Input(format!(
+                    "score buffer has {} elements, the model gave {}",
+                    scores.len(),
+                    data.len()
+                )));
+            }
+            scores.copy_from_slice(data);
+            Ok(())
+        })?
+    }
+
+    /// Runs the model on `input`, laid out as `spec` (which must agree with the model's
+    /// input; a model with dynamic height/width takes the size given here), and hands the
+    /// scores with their actual size to `consume` without copying them first.
+    pub fn run_with<R>(
+        &mut self,
+        input: &[u8],
+        spec: &TensorSpec,
+        consume: impl FnOnce(OutputSpec, &[f32]) -> R,
+    ) -> Result<R> {
+        let want = self.contract.input;
+        let size_ok = want.is_dynamic() || (spec.width == want.width && spec.height == want.height);
+        if !size_ok
+            || spec.layout != want.layout
+            || spec.dtype != want.dtype
+            || spec.channels != want.channels
+        {
             return Err(Error::Input(format!(
-                "input tensor has {} bytes but the model wants {} ({}×{}×3 {})",
-                input.len(),
-                spec.byte_size(),
+                "tensor is {}×{}×{} {} {}, the model wants {}×{}×{} {} {}",
                 spec.width,
                 spec.height,
-                spec.dtype.as_str()
+                spec.channels,
+                spec.layout.as_str(),
+                spec.dtype.as_str(),
+                want.width,
+                want.height,
+                want.channels,
+                want.layout.as_str(),
+                want.dtype.as_str()
             )));
         }
-        if scores.len() != self.contract.output.element_count() {
+        if spec.is_dynamic() {
+            return Err(Error::Input(
+                "the model's input size is dynamic: set segpreproc's width and height".into(),
+            ));
+        }
+        if input.len() != spec.byte_size() {
             return Err(Error::Input(format!(
-                "score buffer has {} elements, the model gives {}",
-                scores.len(),
-                self.contract.output.element_count()
+                "input tensor has {} bytes but {}×{}×3 {} needs {}",
+                input.len(),
+                spec.width,
+                spec.height,
+                spec.dtype.as_str(),
+                spec.byte_size()
             )));
         }
         let shape = spec.shape();
@@ -478,18 +526,39 @@ impl InferenceSession {
         let out = outputs
             .get(&self.contract.output_name)
             .ok_or_else(|| Error::Inference("the model returned no scores".into()))?;
-        let (_, data) = out
+        let (shape, data) = out
             .try_extract_tensor::<f32>()
             .map_err(|e| Error::Inference(e.to_string()))?;
-        if data.len() != scores.len() {
+        let dims: Vec<i64> = shape.to_vec();
+        let dims: Vec<i64> = if dims.len() == 3 {
+            [vec![1], dims].concat()
+        } else {
+            dims
+        };
+        let layout = self.contract.output.layout;
+        if dims.len() != 4 {
             return Err(Error::Inference(format!(
-                "the model returned {} scores, its declared output shape says {}",
-                data.len(),
-                scores.len()
+                "the model returned scores of shape {dims:?}"
             )));
         }
-        scores.copy_from_slice(data);
-        Ok(())
+        let (c, h, w) = match layout {
+            Layout::Nchw => (dims[1], dims[2], dims[3]),
+            Layout::Nhwc => (dims[3], dims[1], dims[2]),
+        };
+        let actual = OutputSpec {
+            classes: c as usize,
+            width: w as usize,
+            height: h as usize,
+            layout,
+        };
+        if actual.element_count() != data.len() || actual.classes != self.contract.output.classes {
+            return Err(Error::Inference(format!(
+                "the model returned {} scores of shape {dims:?}, not the {} classes it declares",
+                data.len(),
+                self.contract.output.classes
+            )));
+        }
+        Ok(consume(actual, data))
     }
 }
 

@@ -92,6 +92,11 @@ impl TensorSpec {
         self.width * self.height * self.channels
     }
 
+    /// Whether height and width are left to the caller (a model exported with dynamic axes).
+    pub fn is_dynamic(&self) -> bool {
+        self.width == 0 || self.height == 0
+    }
+
     pub fn byte_size(&self) -> usize {
         self.element_count() * self.dtype.size()
     }
@@ -126,15 +131,20 @@ impl TensorSpec {
             Layout::Nchw => (shape[1], shape[2], shape[3]),
             Layout::Nhwc => (shape[3], shape[1], shape[2]),
         };
-        if c <= 0 || h <= 0 || w <= 0 {
+        if c <= 0 {
             return Err(Error::Model(format!(
-                "tensor shape {shape:?} has dynamic or empty dimensions; export the model with a \
-                 static input size (or set segpreproc width/height)"
+                "tensor shape {shape:?} has no fixed channel count; export the model with 3 channels"
+            )));
+        }
+        // A dynamic height or width (-1) becomes 0: "whatever segpreproc is told".
+        if h == 0 || w == 0 || h < -1 || w < -1 {
+            return Err(Error::Model(format!(
+                "tensor shape {shape:?} has empty dimensions"
             )));
         }
         Ok(TensorSpec {
-            width: w as usize,
-            height: h as usize,
+            width: w.max(0) as usize,
+            height: h.max(0) as usize,
             channels: c as usize,
             layout,
             dtype,
@@ -183,8 +193,14 @@ mod tests {
     }
 
     #[test]
-    fn dynamic_and_bad_shapes_are_refused() {
-        assert!(TensorSpec::from_shape(&[1, 3, -1, -1], DType::F32, None).is_err());
+    fn dynamic_sizes_are_kept_open_and_bad_shapes_are_refused() {
+        let s = TensorSpec::from_shape(&[1, 3, -1, -1], DType::F32, None).unwrap();
+        assert!(s.is_dynamic());
+        assert_eq!((s.channels, s.layout), (3, Layout::Nchw));
+        let s = TensorSpec::from_shape(&[-1, -1, -1, 3], DType::F32, None).unwrap();
+        assert_eq!((s.channels, s.layout), (3, Layout::Nhwc));
+        assert!(TensorSpec::from_shape(&[1, -1, 224, 224], DType::F32, None).is_err());
+        assert!(TensorSpec::from_shape(&[1, 3, 0, 224], DType::F32, None).is_err());
         assert!(TensorSpec::from_shape(&[3, 224, 224], DType::F32, None).is_err());
         assert!(TensorSpec::from_shape(&[2, 3, 224, 224], DType::F32, None).is_err());
     }

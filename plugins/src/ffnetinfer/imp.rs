@@ -18,6 +18,7 @@ use gst_base::subclass::prelude::*;
 
 use ffnetseg::inference::{InferenceSession, ModelContract, SessionConfig, parse_provider_options};
 use ffnetseg::preprocess::Region;
+use ffnetseg::tensor::TensorSpec;
 
 use super::{ModeChoice, ProviderChoice};
 use crate::meta::{self, InputTensor, Scores};
@@ -79,6 +80,7 @@ impl Drop for Engine {
 /// One frame's tensor waiting for inference.
 struct Job {
     tensor: gst::Buffer,
+    spec: TensorSpec,
     region: Region,
     pts: Option<gst::ClockTime>,
     epoch: u64,
@@ -215,42 +217,48 @@ fn open_engine(settings: &Settings) -> Result<(Engine, Vec<String>), OpenError> 
 
 /// Runs one inference; returns the scores meta to attach.
 fn infer(engine: &mut Engine, job: &Job, sequence: u64) -> Result<(Scores, u64), String> {
-    let mut scores = engine
-        .pool
-        .acquire_buffer(None)
-        .map_err(|e| format!("no score buffer: {e:?}"))?;
     let started = Instant::now();
-    {
-        let tmap = job
-            .tensor
-            .map_readable()
-            .map_err(|_| "cannot read the tensor".to_string())?;
-        let sref = scores.get_mut().ok_or("score buffer is shared")?;
-        let mut smap = sref
-            .map_writable()
-            .map_err(|_| "cannot write the scores".to_string())?;
-        // SAFETY: f32 has no invalid bit patterns; align_to checks alignment.
-        let (head, out, tail) = unsafe { smap.as_mut_slice().align_to_mut::<f32>() };
-        if !head.is_empty() || !tail.is_empty() {
-            return Err("score buffer is not 4-byte aligned".into());
-        }
-        engine
-            .session
-            .run(tmap.as_slice(), out)
-            .map_err(|e| e.to_string())?;
-    }
+    let tmap = job
+        .tensor
+        .map_readable()
+        .map_err(|_| "cannot read the tensor".to_string())?;
+    let pool = &engine.pool;
+    let (scores, actual) = engine
+        .session
+        .run_with(
+            tmap.as_slice(),
+            &job.spec,
+            |actual, data| -> Result<_, String> {
+                let bytes = data.len() * 4;
+                // Static models fill pooled buffers; a dynamic-size model may need another size.
+                let mut buffer = match pool.acquire_buffer(None) {
+                    Ok(b) if b.size() == bytes => b,
+                    _ => gst::Buffer::with_size(bytes).map_err(|e| e.to_string())?,
+                };
+                {
+                    let sref = buffer.get_mut().ok_or("score buffer is shared")?;
+                    let mut smap = sref
+                        .map_writable()
+                        .map_err(|_| "cannot write the scores".to_string())?;
+                    for (dst, v) in smap.as_mut_slice().chunks_exact_mut(4).zip(data) {
+                        dst.copy_from_slice(&v.to_ne_bytes());
+                    }
+                }
+                Ok((buffer, actual))
+            },
+        )
+        .map_err(|e| e.to_string())??;
     let elapsed = started.elapsed().as_nanos() as u64;
-    let c = &engine.contract;
     Ok((
         Scores {
             scores,
-            classes: c.output.classes,
-            width: c.output.width,
-            height: c.output.height,
-            layout: c.output.layout,
+            classes: actual.classes,
+            width: actual.width,
+            height: actual.height,
+            layout: actual.layout,
             region: job.region,
-            tensor_width: c.input.width,
-            tensor_height: c.input.height,
+            tensor_width: job.spec.width,
+            tensor_height: job.spec.height,
             source_pts: job.pts,
             sequence,
             provider: engine.provider.clone(),
@@ -816,8 +824,9 @@ impl BaseTransformImpl for FfnetInfer {
 
         let contract = state.contract.clone();
         let spec = input.spec;
-        if spec.width != contract.input.width
-            || spec.height != contract.input.height
+        let size_differs = !contract.input.is_dynamic()
+            && (spec.width != contract.input.width || spec.height != contract.input.height);
+        if size_differs
             || spec.layout != contract.input.layout
             || spec.dtype != contract.input.dtype
         {
@@ -859,6 +868,7 @@ impl BaseTransformImpl for FfnetInfer {
         state.frame_count += 1;
         let job = Job {
             tensor: input.tensor.clone(),
+            spec,
             region: input.region,
             pts: buf.pts(),
             epoch: 0,

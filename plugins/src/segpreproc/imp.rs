@@ -122,6 +122,13 @@ impl SegPreproc {
         if settings.height > 0 {
             spec.height = settings.height as usize;
         }
+        if spec.is_dynamic() {
+            return Err(gst::error_msg!(
+                gst::CoreError::Negotiation,
+                ("the model's input height and width are dynamic: set segpreproc's width and \
+                     height properties to the size the model should run at (e.g. width=512 height=512)")
+            ));
+        }
         match settings.layout {
             LayoutChoice::Auto => {}
             LayoutChoice::Nchw => spec.layout = Layout::Nchw,
