@@ -157,22 +157,36 @@ impl Colorimetry {
         ]
     }
 
-    /// (Y, U, V) of an RGB colour, in the stream's matrix and range.
-    pub fn rgb_to_yuv(&self, rgb: [u8; 3]) -> [u8; 3] {
+    /// 3×4 affine matrix mapping (R, G, B, 1) in 0..255 to (Y, U, V) in the stream's
+    /// matrix and range.
+    pub fn rgb_to_yuv_rows(&self) -> [[f64; 4]; 3] {
         let (kr, kb) = match self.matrix {
             YuvMatrix::Bt601 => (0.299, 0.114),
             YuvMatrix::Bt709 => (0.2126, 0.0722),
         };
-        let [r, g, b] = rgb.map(|v| v as f64);
-        let y = kr * r + (1.0 - kr - kb) * g + kb * b;
-        let u = (b - y) / (2.0 * (1.0 - kb));
-        let v = (r - y) / (2.0 * (1.0 - kr));
+        let kg = 1.0 - kr - kb;
         let (ys, yo, cs) = match self.range {
             YuvRange::Limited => (219.0 / 255.0, 16.0, 224.0 / 255.0),
             YuvRange::Full => (1.0, 0.0, 1.0),
         };
-        let c = |x: f64| x.round().clamp(0.0, 255.0) as u8;
-        [c(y * ys + yo), c(u * cs + 128.0), c(v * cs + 128.0)]
+        // U = (B - Y) / (2 (1 - kb)), V = (R - Y) / (2 (1 - kr)), Y = kr R + kg G + kb B.
+        let u = cs / (2.0 * (1.0 - kb));
+        let v = cs / (2.0 * (1.0 - kr));
+        [
+            [kr * ys, kg * ys, kb * ys, yo],
+            [-kr * u, -kg * u, (1.0 - kb) * u, 128.0],
+            [(1.0 - kr) * v, -kg * v, -kb * v, 128.0],
+        ]
+    }
+
+    /// (Y, U, V) of an RGB colour, in the stream's matrix and range.
+    pub fn rgb_to_yuv(&self, rgb: [u8; 3]) -> [u8; 3] {
+        let [r, g, b] = rgb.map(|v| v as f64);
+        self.rgb_to_yuv_rows().map(|row| {
+            (row[0] * r + row[1] * g + row[2] * b + row[3])
+                .round()
+                .clamp(0.0, 255.0) as u8
+        })
     }
 }
 

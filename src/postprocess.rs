@@ -549,7 +549,43 @@ impl Postprocessor {
         strength: usize,
     ) -> Result<()> {
         let (w, h) = (frame.width, frame.height);
-        for (plane, div, chans) in plane_channels(frame.format) {
+        self.composite(frame, |_, dst, out| {
+            // Kernel scaled to the plane so chroma and luma blur by the same picture distance.
+            let (cols, rows) = (dst.cols() as usize, dst.rows() as usize);
+            let kx = ((strength * cols).div_ceil(w.max(1)) | 1).max(1) as i32;
+            let ky = ((strength * rows).div_ceil(h.max(1)) | 1).max(1) as i32;
+            imgproc::blur(
+                dst,
+                out,
+                Size::new(kx, ky),
+                core::Point::new(-1, -1),
+                core::BORDER_REPLICATE,
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Replaces the background with a picture: `out = frame·alpha + picture·(1 − alpha)`.
+    pub fn render_background_replace(
+        &mut self,
+        frame: &mut FrameViewMut<'_>,
+        picture: &mut Background,
+    ) -> Result<()> {
+        let planes = picture.planes_for(frame)?;
+        self.composite(frame, |plane, _, out| {
+            planes[plane].copy_to(out)?;
+            Ok(())
+        })
+    }
+
+    /// `out = frame·alpha + background·(1 − alpha)` plane by plane, where `background`
+    /// fills a plane-sized image (given the plane's index in `plane_channels` and its pixels).
+    fn composite(
+        &mut self,
+        frame: &mut FrameViewMut<'_>,
+        mut background: impl FnMut(usize, &Mat, &mut Mat) -> Result<()>,
+    ) -> Result<()> {
+        for (index, (plane, div, chans)) in plane_channels(frame.format).into_iter().enumerate() {
             let (data, l) = &mut frame.planes[plane];
             let cols = l.width / div;
             let cn = chans.len();
@@ -559,16 +595,7 @@ impl Postprocessor {
             let ptr = dst.data();
             let size = Size::new(cols as i32, l.height as i32);
             self.alpha_u8(size)?;
-            // Kernel scaled to the plane so chroma and luma blur by the same picture distance.
-            let kx = ((strength * cols).div_ceil(w.max(1)) | 1).max(1) as i32;
-            let ky = ((strength * l.height).div_ceil(h.max(1)) | 1).max(1) as i32;
-            imgproc::blur(
-                &dst,
-                &mut self.blurred,
-                Size::new(kx, ky),
-                core::Point::new(-1, -1),
-                core::BORDER_REPLICATE,
-            )?;
+            background(index, &dst, &mut self.blurred)?;
             if self.config.blur <= 1 {
                 // Background = where the mask is 0.
                 core::bitwise_not(&self.alpha, &mut self.hard, &core::no_array())?;
@@ -580,7 +607,7 @@ impl Postprocessor {
                 let src = dst.try_clone()?;
                 imgproc::blend_linear(&src, &self.blurred, &self.weights, &self.inverse, &mut dst)?;
             }
-            ensure_same_data(&dst, ptr, "background blur")?;
+            ensure_same_data(&dst, ptr, "background")?;
         }
         Ok(())
     }
@@ -635,6 +662,71 @@ impl Postprocessor {
         }
         let _ = (w, h);
         Ok(())
+    }
+}
+
+/// A background picture for `render_background_replace`, converted once per frame
+/// size and format into plane-sized images in the frame's own format.
+pub struct Background {
+    rgb: Mat,
+    cache: Option<((PixelFormat, usize, usize, Colorimetry), Vec<Mat>)>,
+}
+
+impl Background {
+    /// Loads a picture file (PNG, JPEG, …).
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let bgr =
+            opencv::imgcodecs::imread(path, opencv::imgcodecs::IMREAD_COLOR).map_err(|e| {
+                Error::Config(format!(
+                    "cannot read background picture {}: {e}",
+                    path.display()
+                ))
+            })?;
+        if bgr.empty() {
+            return Err(Error::Config(format!(
+                "cannot read background picture {}: missing, unreadable or not an image (PNG, JPEG, BMP …)",
+                path.display()
+            )));
+        }
+        let mut rgb = Mat::default();
+        imgproc::cvt_color(&bgr, &mut rgb, imgproc::COLOR_BGR2RGB, 0)?;
+        Ok(Background { rgb, cache: None })
+    }
+
+    /// The picture stretched to the frame, one image per rendered plane (see `plane_channels`).
+    fn planes_for(&mut self, frame: &FrameViewMut<'_>) -> Result<&[Mat]> {
+        let key = (frame.format, frame.width, frame.height, frame.colorimetry);
+        if self.cache.as_ref().is_none_or(|(k, _)| *k != key) {
+            let yuv = frame.colorimetry.rgb_to_yuv_rows();
+            let gray = frame.format == PixelFormat::Gray8;
+            let mut planes = Vec::new();
+            for (plane, div, chans) in plane_channels(frame.format) {
+                let l = frame.planes[plane].1;
+                let size = Size::new((l.width / div) as i32, l.height as i32);
+                let mut small = Mat::default();
+                imgproc::resize(&self.rgb, &mut small, size, 0.0, 0.0, imgproc::INTER_AREA)?;
+                // One row per channel of the plane: a linear map of (R, G, B, 1).
+                let rows: Vec<[f64; 4]> = chans
+                    .iter()
+                    .map(|ch| match ch {
+                        Channel::Y if gray => [0.299, 0.587, 0.114, 0.0],
+                        Channel::Y => yuv[0],
+                        Channel::U => yuv[1],
+                        Channel::V => yuv[2],
+                        Channel::R => [1.0, 0.0, 0.0, 0.0],
+                        Channel::G => [0.0, 1.0, 0.0, 0.0],
+                        Channel::B => [0.0, 0.0, 1.0, 0.0],
+                        Channel::Keep => [0.0, 0.0, 0.0, 255.0],
+                    })
+                    .collect();
+                let m = Mat::from_slice_2d(&rows)?;
+                let mut out = Mat::default();
+                core::transform(&small, &mut out, &m)?;
+                planes.push(out);
+            }
+            self.cache = Some((key, planes));
+        }
+        Ok(&self.cache.as_ref().expect("filled above").1)
     }
 }
 

@@ -521,3 +521,79 @@ fn broken_and_contract_breaking_models_are_refused_with_a_reason() {
     std::fs::remove_file(empty).ok();
     std::fs::remove_file(garbage).ok();
 }
+
+#[test]
+fn segpostproc_background_replace_puts_the_picture_behind_the_person() {
+    init();
+    // A flat blue picture, so the expected background colour is known in any format.
+    let picture = std::env::temp_dir().join("ffnetseg-blue.png");
+    let p = format!(
+        "videotestsrc num-buffers=1 pattern=solid-color foreground-color=0xff0000ff ! video/x-raw,width=64,height=64 ! \
+         videoconvert ! pngenc ! filesink location={}",
+        picture.display()
+    );
+    let pipeline = gst::parse::launch(&p).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Eos])
+        .unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    for format in [gst_video::VideoFormat::Nv12, gst_video::VideoFormat::Rgbx] {
+        let (input, info) = person_frame(format);
+        let (mask_caps, mask_buf) = run_postproc("mask", &input, &info);
+        let mask = gray_rows(&mask_buf, &mask_caps);
+        let launch = format!(
+            "segpreproc ! ffnetinfer model={} ! segpostproc mode=background-replace background={} smoothing=1",
+            selfie_model(),
+            picture.display()
+        );
+        let mut h = harness(&launch, &info.to_caps().unwrap());
+        let out = h.push_and_pull(input.clone()).unwrap();
+        let (before, stride) = to_rgb(&input, &info);
+        let (after, _) = to_rgb(&out, &info);
+        let (w, hgt) = (mask.width, mask.height);
+        let (mut bg, mut fg) = (0, 0);
+        for y in (3..hgt - 3).step_by(3) {
+            for x in (3..w - 3).step_by(3) {
+                let m = mask.data[y * w + x];
+                if !(y - 3..=y + 3).all(|yy| (x - 3..=x + 3).all(|xx| mask.data[yy * w + xx] == m))
+                {
+                    continue;
+                }
+                let a = &after[y * stride + x * 3..][..3];
+                if m == 0 {
+                    assert!(
+                        a[0] < 12 && a[1] < 12 && a[2] > 240,
+                        "{format:?} ({x},{y}): background {a:?} is not blue"
+                    );
+                    bg += 1;
+                } else {
+                    assert_eq!(
+                        a,
+                        &before[y * stride + x * 3..][..3],
+                        "{format:?} ({x},{y}): the person changed"
+                    );
+                    fg += 1;
+                }
+            }
+        }
+        assert!(
+            bg > 100 && fg > 100,
+            "{format:?}: {bg} background and {fg} foreground samples"
+        );
+    }
+
+    // A picture that cannot be read is refused when set; without one the mode says what to do.
+    let e = gst::ElementFactory::make("segpostproc").build().unwrap();
+    e.set_property("background", "/nonexistent/picture.jpg");
+    assert_eq!(e.property::<Option<String>>("background"), None);
+    let text = first_error(&format!(
+        "videotestsrc num-buffers=1 ! segpreproc ! ffnetinfer model={} ! segpostproc mode=background-replace ! fakesink",
+        selfie_model()
+    ));
+    assert!(text.contains("background="), "{text}");
+    std::fs::remove_file(picture).ok();
+}

@@ -8,7 +8,7 @@ use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
 use ffnetseg::classes::{DEFAULT_CLASSES, parse_classes, parse_color};
-use ffnetseg::postprocess::{GrayKind, PostprocessConfig, Postprocessor, ScoresView};
+use ffnetseg::postprocess::{Background, GrayKind, PostprocessConfig, Postprocessor, ScoresView};
 
 use super::Mode;
 use crate::meta::Scores;
@@ -32,6 +32,7 @@ struct Settings {
     color: String,
     opacity: f64,
     background_blur: u32,
+    background: Option<String>,
 }
 
 impl Default for Settings {
@@ -45,6 +46,7 @@ impl Default for Settings {
             color: "#00ff00".to_string(),
             opacity: 0.5,
             background_blur: 41,
+            background: None,
         }
     }
 }
@@ -62,6 +64,8 @@ impl Settings {
 
 struct State {
     post: Postprocessor,
+    /// The background picture, loaded when first needed.
+    background: Option<(String, Background)>,
     last_sequence: Option<u64>,
     warned_no_scores: bool,
 }
@@ -123,6 +127,7 @@ impl SegPostproc {
             })?;
             *guard = Some(State {
                 post,
+                background: None,
                 last_sequence: None,
                 warned_no_scores: false,
             });
@@ -166,6 +171,12 @@ fn validate(name: &str, value: &glib::Value) -> Result<(), String> {
         "color" => {
             let v: Option<String> = value.get().expect("type checked upstream");
             parse_color(v.as_deref().unwrap_or("")).map_err(|e| e.to_string())?;
+        }
+        "background" => {
+            let v: Option<String> = value.get().expect("type checked upstream");
+            if let Some(path) = v.filter(|p| !p.is_empty()) {
+                Background::load(std::path::Path::new(&path)).map_err(|e| e.to_string())?;
+            }
         }
         _ => {}
     }
@@ -225,6 +236,11 @@ impl ObjectImpl for SegPostproc {
                     .default_value(0.5)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder("background")
+                    .nick("Background picture")
+                    .blurb("Picture file (PNG, JPEG, …) put behind the foreground in mode=background-replace, stretched to the frame")
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("background-blur")
                     .nick("Background blur size")
                     .blurb("Odd box-blur kernel (in frame pixels) for mode=background-blur")
@@ -263,6 +279,12 @@ impl ObjectImpl for SegPostproc {
             }
             "opacity" => s.opacity = value.get().expect("type checked upstream"),
             "background-blur" => s.background_blur = value.get().expect("type checked upstream"),
+            "background" => {
+                s.background = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty())
+            }
             other => unreachable!("unknown property {other}"),
         }
         let config = s.engine_config();
@@ -284,6 +306,7 @@ impl ObjectImpl for SegPostproc {
             "color" => s.color.to_value(),
             "opacity" => s.opacity.to_value(),
             "background-blur" => s.background_blur.to_value(),
+            "background" => s.background.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -434,6 +457,25 @@ impl VideoFilterImpl for SegPostproc {
             Mode::Classes => state
                 .post
                 .render_classes(&mut view, settings.opacity as f32),
+            Mode::BackgroundReplace => {
+                let Some(path) = settings.background.clone() else {
+                    gst::element_imp_error!(
+                        self,
+                        gst::LibraryError::Settings,
+                        ("mode=background-replace needs a picture: set background=/path/to/picture.jpg")
+                    );
+                    return Err(gst::FlowError::Error);
+                };
+                if state.background.as_ref().is_none_or(|(p, _)| *p != path) {
+                    let picture = Background::load(std::path::Path::new(&path)).map_err(|e| {
+                        gst::element_imp_error!(self, gst::ResourceError::OpenRead, ("{e}"));
+                        gst::FlowError::Error
+                    })?;
+                    state.background = Some((path, picture));
+                }
+                let (_, picture) = state.background.as_mut().expect("loaded above");
+                state.post.render_background_replace(&mut view, picture)
+            }
             Mode::Mask | Mode::Alpha | Mode::Labels => {
                 unreachable!("gray modes negotiate GRAY8 output and use transform_frame")
             }

@@ -44,6 +44,11 @@ pub enum Mode {
         nick = "labels"
     )]
     Labels = 5,
+    #[enum_value(
+        name = "Background replace: keep the foreground, put the background picture behind it (keeps the input format)",
+        nick = "background-replace"
+    )]
+    BackgroundReplace = 6,
 }
 
 impl Mode {
