@@ -669,8 +669,12 @@ impl Postprocessor {
 /// size and format into plane-sized images in the frame's own format.
 pub struct Background {
     rgb: Mat,
-    cache: Option<((PixelFormat, usize, usize, Colorimetry), Vec<Mat>)>,
+    /// Plane images for the frame shape they were made for.
+    cache: Option<(FrameShape, Vec<Mat>)>,
 }
+
+/// Format, size and colorimetry: what a converted background depends on.
+type FrameShape = (PixelFormat, usize, usize, Colorimetry);
 
 impl Background {
     /// Loads a picture file (PNG, JPEG, …).
