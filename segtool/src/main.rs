@@ -3,12 +3,14 @@
 //! ```text
 //! segtool inspect MODEL
 //! segtool profile MODEL [--provider P] [--threads N] [--runs N] [--warmup N] [--json]
+//! segtool validate MODEL --reference MODEL --media FILE [--frames N] [--provider P] [--json]
 //! ```
 //!
 //! `profile` measures through the same session code ffnetinfer uses
 //! (`ffnetseg::inference::InferenceSession`).
 
 mod onnx_proto;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,9 +24,11 @@ usage:
   segtool inspect MODEL
   segtool profile MODEL [--provider auto|cpu|qnn|cuda|tensorrt|xnnpack|openvino]
                         [--provider-options k=v,...] [--threads N] [--runs N] [--warmup N] [--json]
+  segtool validate MODEL --reference MODEL --media IMAGE_OR_VIDEO [--frames N]
+                        [--provider P] [--reference-provider P] [--threshold 0.55] [--classes 11,12] [--json]
 ";
 
-fn parse_provider(s: &str) -> Result<Provider, String> {
+pub(crate) fn parse_provider(s: &str) -> Result<Provider, String> {
     Ok(match s {
         "auto" => Provider::Auto,
         "cpu" => Provider::Cpu,
@@ -269,6 +273,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("inspect") if args.len() == 2 => inspect(&args[1]),
         Some("profile") => parse_options(&args[1..]).and_then(|o| profile(&o)),
+        Some("validate") => validate::run(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
