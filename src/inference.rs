@@ -13,7 +13,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use crate::error::{Error, Result};
 use crate::runtime;
-use crate::tensor::{DType, Layout, TensorSpec, guess_layout};
+use crate::tensor::{DType, Layout, Quantization, TensorSpec, guess_layout};
 
 /// Where the model should run. `Auto` picks the best provider this ONNX Runtime build
 /// actually has (NPU, then GPU, then CPU).
@@ -122,6 +122,8 @@ pub struct ModelContract {
     pub input: TensorSpec,
     pub output_name: String,
     pub output: OutputSpec,
+    /// Set for uint8/uint16 outputs, which ffnetinfer dequantizes to f32 scores.
+    pub output_quantization: Option<Quantization>,
 }
 
 pub struct InferenceSession {
@@ -230,10 +232,19 @@ fn read_contract(session: &Session, path: &Path) -> Result<ModelContract> {
             input.name()
         ))
     })?;
-    let input_spec = TensorSpec::from_shape(&ishape, idtype, None).map_err(|e| match e {
+    let mut input_spec = TensorSpec::from_shape(&ishape, idtype, None).map_err(|e| match e {
         Error::Model(m) => Error::Model(format!("input '{}': {m}", input.name())),
         other => other,
     })?;
+    if input_spec.dtype != DType::F32 {
+        // The scale and zero point of a quantized input come from the DequantizeLinear
+        // reading it; segpreproc quantizes with them.
+        input_spec.quantization = std::fs::read(path)
+            .ok()
+            .and_then(|b| crate::onnx_proto::summarize(&b))
+            .and_then(|s| s.input_quantization.get(input.name()).copied())
+            .map(|(scale, zero_point)| Quantization { scale, zero_point });
+    }
     if input_spec.channels != 3 {
         return Err(Error::Model(format!(
             "input '{}' has {} channels (shape {ishape:?}); an RGB image input needs 3",
@@ -256,13 +267,35 @@ fn read_contract(session: &Session, path: &Path) -> Result<ModelContract> {
             )));
         }
     };
-    if oty != TensorElementType::Float32 {
-        return Err(Error::Model(format!(
-            "output '{}' has element type {oty:?}; ffnetinfer reads float32 scores \
-             (quantized models keep float32 outputs with QDQ nodes)",
-            output.name()
-        )));
-    }
+    // Quantized outputs are dequantized with the QuantizeLinear that produces them.
+    let summary = std::fs::read(path)
+        .ok()
+        .and_then(|b| crate::onnx_proto::summarize(&b));
+    let output_quantization = match oty {
+        TensorElementType::Float32 => None,
+        TensorElementType::Uint8 | TensorElementType::Uint16 => {
+            let q = summary
+                .as_ref()
+                .and_then(|s| s.output_quantization.get(output.name()))
+                .map(|(scale, zero_point)| Quantization {
+                    scale: *scale,
+                    zero_point: *zero_point,
+                });
+            Some(q.ok_or_else(|| {
+                Error::Model(format!(
+                    "output '{}' is {oty:?} but no QuantizeLinear gives its scale and zero point; \
+                     ffnetinfer reads float32 scores or QDQ-quantized ones",
+                    output.name()
+                ))
+            })?)
+        }
+        _ => {
+            return Err(Error::Model(format!(
+                "output '{}' has element type {oty:?}; ffnetinfer reads float32 (or QDQ uint8/uint16) scores",
+                output.name()
+            )));
+        }
+    };
     let oshape: Vec<i64> = match oshape.len() {
         4 => oshape,
         3 => {
@@ -313,6 +346,7 @@ fn read_contract(session: &Session, path: &Path) -> Result<ModelContract> {
             height: h.max(0) as usize,
             layout: olayout,
         },
+        output_quantization,
     })
 }
 
@@ -526,10 +560,30 @@ impl InferenceSession {
         let out = outputs
             .get(&self.contract.output_name)
             .ok_or_else(|| Error::Inference("the model returned no scores".into()))?;
-        let (shape, data) = out
-            .try_extract_tensor::<f32>()
-            .map_err(|e| Error::Inference(e.to_string()))?;
-        let dims: Vec<i64> = shape.to_vec();
+        let dequantized: Vec<f32>;
+        let (shape, data): (Vec<i64>, &[f32]) = match self.contract.output_quantization {
+            None => {
+                let (shape, data) = out
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| Error::Inference(e.to_string()))?;
+                (shape.to_vec(), data)
+            }
+            Some(q) => {
+                let (shape, values): (Vec<i64>, Vec<f32>) = match out.try_extract_tensor::<u8>() {
+                    Ok((shape, d)) => (shape.to_vec(), d.iter().map(|v| *v as f32).collect()),
+                    Err(_) => {
+                        let (shape, d) = out
+                            .try_extract_tensor::<u16>()
+                            .map_err(|e| Error::Inference(e.to_string()))?;
+                        (shape.to_vec(), d.iter().map(|v| *v as f32).collect())
+                    }
+                };
+                let zp = q.zero_point as f32;
+                dequantized = values.into_iter().map(|v| (v - zp) * q.scale).collect();
+                (shape, &dequantized)
+            }
+        };
+        let dims: Vec<i64> = shape;
         let dims: Vec<i64> = if dims.len() == 3 {
             [vec![1], dims].concat()
         } else {

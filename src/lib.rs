@@ -10,6 +10,7 @@ mod cvmat;
 pub mod error;
 pub mod frame;
 pub mod inference;
+pub mod onnx_proto;
 pub mod postprocess;
 pub mod preprocess;
 pub mod runtime;

@@ -597,3 +597,39 @@ fn segpostproc_background_replace_puts_the_picture_behind_the_person() {
     assert!(text.contains("background="), "{text}");
     std::fs::remove_file(picture).ok();
 }
+
+#[test]
+fn quantized_model_io_is_quantized_by_segpreproc_and_dequantized_to_scores() {
+    // uint8 input (scale 0.02, zero point 10) and uint8 output (scale 1/255), against a
+    // float twin of the same convolution.
+    let (input, info) = person_frame(gst_video::VideoFormat::Nv12);
+    let scores_of = |model: String| {
+        let mut h = harness(
+            &format!("segpreproc ! ffnetinfer model={model}"),
+            &info.to_caps().unwrap(),
+        );
+        let out = h.push_and_pull(input.clone()).unwrap();
+        (
+            InputTensor::from_buffer(&out).unwrap(),
+            Scores::from_buffer(&out).unwrap(),
+        )
+    };
+    let (qt, qs) = scores_of(model("test_quantized_io.onnx"));
+    let (_, fs) = scores_of(model("test_quantized_io_float.onnx"));
+    assert_eq!(qt.spec.dtype, ffnetseg::tensor::DType::U8);
+    let q = qt.tensor.map_readable().unwrap();
+    // x in [0,1] quantizes to x / 0.02 + 10, i.e. 10..=60.
+    assert!(q.iter().all(|v| (10..=60).contains(v)), "quantized range");
+    assert!(q.iter().any(|v| *v < 20) && q.iter().any(|v| *v > 50));
+    let (qv, fv) = (qs.values().unwrap(), fs.values().unwrap());
+    assert_eq!(qv.len(), fv.len());
+    let max = qv
+        .iter()
+        .zip(&fv)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let mean = qv.iter().zip(&fv).map(|(a, b)| (a - b).abs()).sum::<f32>() / qv.len() as f32;
+    eprintln!("quantized vs float scores: max {max:.4}, mean {mean:.4}");
+    // Input steps of 0.02 and output steps of 1/255 bound the difference.
+    assert!(max < 0.05 && mean < 0.01, "max {max}, mean {mean}");
+}

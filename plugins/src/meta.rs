@@ -36,7 +36,7 @@ use gst::meta::CustomMeta;
 
 use ffnetseg::inference::OutputSpec;
 use ffnetseg::preprocess::Region;
-use ffnetseg::tensor::{DType, Layout, TensorSpec};
+use ffnetseg::tensor::{DType, Layout, Quantization, TensorSpec};
 
 pub const INPUT_TENSOR_META: &str = "FfnetsegInputTensorMeta";
 pub const SCORES_META: &str = "FfnetsegScoresMeta";
@@ -206,7 +206,8 @@ impl Scores {
 }
 
 /// Name of the custom query segpreproc sends downstream to learn the model input; the
-/// answering ffnetinfer fills `width`, `height`, `channels`, `layout`, `dtype`.
+/// answering ffnetinfer fills `width`, `height`, `channels`, `layout`, `dtype`, and for
+/// quantized inputs `scale` (f64) and `zero-point` (i32).
 pub const CONTRACT_QUERY: &str = "ffnetseg-model-contract";
 
 pub fn contract_query() -> gst::query::Custom<gst::Query> {
@@ -222,6 +223,10 @@ pub fn answer_contract_query(query: &mut gst::QueryRef, spec: &TensorSpec) -> bo
             s.set("channels", spec.channels as u32);
             s.set("layout", spec.layout.as_str());
             s.set("dtype", spec.dtype.as_str());
+            if let Some(q) = spec.quantization {
+                s.set("scale", q.scale as f64);
+                s.set("zero-point", q.zero_point);
+            }
             return true;
         }
     }
@@ -243,6 +248,9 @@ pub fn read_contract_answer(query: &gst::QueryRef) -> Option<TensorSpec> {
         channels: s.get::<u32>("channels").ok()? as usize,
         layout: Layout::parse(s.get::<&str>("layout").ok()?).ok()?,
         dtype: DType::parse(s.get::<&str>("dtype").ok()?).ok()?,
-        quantization: None,
+        quantization: s.get::<f64>("scale").ok().map(|scale| Quantization {
+            scale: scale as f32,
+            zero_point: s.get::<i32>("zero-point").unwrap_or(0),
+        }),
     })
 }

@@ -9,7 +9,6 @@
 //! `profile` measures through the same session code ffnetinfer uses
 //! (`ffnetseg::inference::InferenceSession`).
 
-mod onnx_proto;
 mod validate;
 
 use std::path::PathBuf;
@@ -183,7 +182,8 @@ fn profile(o: &Options) -> Result<(), String> {
 
 fn inspect(model: &str) -> Result<(), String> {
     let bytes = std::fs::read(model).map_err(|e| format!("cannot read {model}: {e}"))?;
-    let summary = onnx_proto::summarize(&bytes).ok_or(format!("{model} is not an ONNX model"))?;
+    let summary =
+        ffnetseg::onnx_proto::summarize(&bytes).ok_or(format!("{model} is not an ONNX model"))?;
     println!("model       {model} ({:.2} MB)", bytes.len() as f64 / 1e6);
     let opsets: Vec<String> = summary
         .opsets

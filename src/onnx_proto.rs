@@ -7,6 +7,13 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Default)]
 pub struct ModelSummary {
+    /// Graph input and output names, in order.
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    /// Quantization of graph inputs read by a DequantizeLinear (name → scale, zero point).
+    pub input_quantization: BTreeMap<String, (f32, i32)>,
+    /// Quantization of graph outputs written by a QuantizeLinear.
+    pub output_quantization: BTreeMap<String, (f32, i32)>,
     /// (domain, version); the default domain is "".
     pub opsets: Vec<(String, i64)>,
     /// Operator type → count.
@@ -85,9 +92,19 @@ fn element_size(data_type: u64) -> u64 {
     }
 }
 
-fn tensor(bytes: &[u8], summary: &mut ModelSummary) {
+/// An initializer's name and, for scalars, its value (what Q/DQ scales and zero points are).
+struct Initializer {
+    name: String,
+    scalar: Option<f64>,
+}
+
+fn tensor(bytes: &[u8], summary: &mut ModelSummary) -> Initializer {
     let mut dims: Vec<u64> = Vec::new();
     let mut data_type = 0;
+    let mut name = String::new();
+    let mut raw: &[u8] = &[];
+    let mut first_float = None;
+    let mut first_int = None;
     let mut r = Reader::new(bytes);
     while let Some((n, f)) = r.next() {
         match (n, f) {
@@ -99,30 +116,91 @@ fn tensor(bytes: &[u8], summary: &mut ModelSummary) {
                 }
             }
             (2, Field::Varint(t)) => data_type = t,
+            (4, Field::Bytes(p)) if p.len() >= 4 => {
+                first_float = Some(f32::from_le_bytes([p[0], p[1], p[2], p[3]]) as f64)
+            }
+            (5, Field::Bytes(p)) => first_int = Reader::new(p).varint().map(|v| v as i64 as f64),
+            (5, Field::Varint(v)) => first_int = Some(v as i64 as f64),
+            (8, Field::Bytes(n)) => name = String::from_utf8_lossy(n).into_owned(),
+            (9, Field::Bytes(d)) => raw = d,
             _ => {}
         }
     }
     let count: u64 = dims.iter().product();
     summary.parameters += count;
     summary.initializer_bytes += count * element_size(data_type);
+    let scalar = if count == 1 {
+        match (data_type, raw.len()) {
+            (1, 4..) => Some(f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as f64),
+            (2, 1..) => Some(raw[0] as f64),
+            (3, 1..) => Some(raw[0] as i8 as f64),
+            (4, 2..) => Some(u16::from_le_bytes([raw[0], raw[1]]) as f64),
+            (5, 2..) => Some(i16::from_le_bytes([raw[0], raw[1]]) as f64),
+            (1, 0) => first_float,
+            (_, 0) => first_int,
+            _ => None,
+        }
+    } else {
+        None
+    };
+    Initializer { name, scalar }
+}
+
+fn strings(bytes: &[u8], field: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut r = Reader::new(bytes);
+    while let Some((n, f)) = r.next() {
+        if let (true, Field::Bytes(s)) = (n == field, f) {
+            out.push(String::from_utf8_lossy(s).into_owned());
+        }
+    }
+    out
 }
 
 fn graph(bytes: &[u8], summary: &mut ModelSummary) {
+    // (op type, inputs, outputs) of every node, and scalar initializers by name.
+    let mut nodes: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    let mut scalars: BTreeMap<String, f64> = BTreeMap::new();
     let mut r = Reader::new(bytes);
     while let Some((n, f)) = r.next() {
         match (n, f) {
             (1, Field::Bytes(node)) => {
-                let mut nr = Reader::new(node);
-                while let Some((nn, nf)) = nr.next() {
-                    if let (4, Field::Bytes(op)) = (nn, nf) {
-                        *summary
-                            .ops
-                            .entry(String::from_utf8_lossy(op).into_owned())
-                            .or_default() += 1;
-                    }
+                let op = strings(node, 4).pop().unwrap_or_default();
+                *summary.ops.entry(op.clone()).or_default() += 1;
+                nodes.push((op, strings(node, 1), strings(node, 2)));
+            }
+            (5, Field::Bytes(t)) => {
+                let init = tensor(t, summary);
+                if let Some(v) = init.scalar {
+                    scalars.insert(init.name, v);
                 }
             }
-            (5, Field::Bytes(t)) => tensor(t, summary),
+            (11, Field::Bytes(vi)) => summary.inputs.extend(strings(vi, 1).into_iter().take(1)),
+            (12, Field::Bytes(vi)) => summary.outputs.extend(strings(vi, 1).into_iter().take(1)),
+            _ => {}
+        }
+    }
+    let q = |inputs: &[String]| -> Option<(f32, i32)> {
+        let scale = *scalars.get(inputs.get(1)?)?;
+        let zero = inputs
+            .get(2)
+            .and_then(|z| scalars.get(z))
+            .copied()
+            .unwrap_or(0.0);
+        Some((scale as f32, zero as i32))
+    };
+    for (op, ins, outs) in &nodes {
+        match op.as_str() {
+            "DequantizeLinear" if ins.first().is_some_and(|i| summary.inputs.contains(i)) => {
+                if let Some(p) = q(ins) {
+                    summary.input_quantization.insert(ins[0].clone(), p);
+                }
+            }
+            "QuantizeLinear" if outs.first().is_some_and(|o| summary.outputs.contains(o)) => {
+                if let Some(p) = q(ins) {
+                    summary.output_quantization.insert(outs[0].clone(), p);
+                }
+            }
             _ => {}
         }
     }
