@@ -23,15 +23,16 @@ APT_PACKAGES := build-essential pkg-config curl ca-certificates clang libclang-d
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav libopencv-dev opencv-doc \
-	python3 python3-venv python3-pip
+	python3 python3-venv python3-pip python3-gi gir1.2-gst-plugins-base-1.0 meson ninja-build
 
-.PHONY: help deps rust venv build install demo test bench lint golden pictures clean uninstall
+.PHONY: help deps rust venv build install demo test bench lint golden pictures cross-aarch64 elements-doc clean uninstall
 
 help:
 	@echo "make demo    install, build, and segment a real video (out/demo/)"
 	@echo "make test    install, build, and run the whole test suite"
 	@echo "make bench   benchmarks against peers (writes BENCHMARKS.md)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
+	@echo "make cross-aarch64  build the plugin for arm64 boards (docs/cross-compile.md)"
 	@echo "make golden  regenerate the golden masks with the Python reference"
 	@echo "make pictures  regenerate the README pictures from real frames"
 	@echo "make uninstall  remove the per-user plugin and ONNX Runtime copies"
@@ -86,10 +87,19 @@ demo: install
 test: install
 	PATH="$$HOME/.cargo/bin:$$PATH" $(CARGO) test --release --workspace
 	pipelines/check-pipelines.sh
+	docs/gen-elements-md.sh --check
 
 # Benchmarks as ratios against peers measured in the same run; writes BENCHMARKS.md.
 bench: install
 	pipelines/bench.sh
+
+# arm64 build of the plugin from a Debian sysroot (docs/cross-compile.md).
+cross-aarch64: rust
+	PATH="$$HOME/.cargo/bin:$$PATH" docs/cross-aarch64.sh
+
+# docs/elements.md from gst-inspect-1.0 of the installed plugin.
+elements-doc: install
+	docs/gen-elements-md.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

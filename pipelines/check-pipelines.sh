@@ -21,5 +21,15 @@ run "README pipeline (installed plugin, no environment variables)" env -u ORT_DY
   gst-launch-1.0 -q filesrc location=/usr/share/doc/opencv-doc/examples/data/vtest.avi ! decodebin ! \
   identity eos-after=10 ! videoconvert ! segpreproc ! ffnetinfer model="$here/../models/selfie_segmentation.onnx" ! \
   segpostproc mode=overlay ! fakesink
+run "snapdragon-camera (videotestsrc, provider=cpu, fakesink)" "$here/snapdragon-camera.sh" --check
+run "virtual-background (blur)" "$here/virtual-background.sh" --check
+run "ffnet-classes (tiny FFNet)" "$here/ffnet-classes.sh" --check
+run "udp-stream (RTP/H.264 over 127.0.0.1)" "$here/udp-stream.sh" --check
+run "embedding examples (Rust, Python)" "$here/check-examples.sh"
+if command -v meson >/dev/null 2>&1 && command -v ninja >/dev/null 2>&1; then
+  run "meson setup/compile/install into a temporary prefix" "$here/check-meson.sh"
+else
+  echo "skip meson build check: meson and ninja are not installed (apt-get install meson ninja-build)"
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -87,7 +87,7 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
         Error::Runtime(format!(
             "could not load libonnxruntime.so; tried: {}. Install it (`make install` puts the \
              PyPI onnxruntime wheel's library in ~/.local/lib/ffnetseg/), or set ORT_DYLIB_PATH \
-             or ffnetinfer's ort-library property to the file (ONNX Runtime ≥ 1.22 is needed)",
+             or ffnetinfer's ort-library property to the file (ONNX Runtime ≥ 1.23 is needed)",
             tried.join("; ")
         ))
     })?;
