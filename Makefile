@@ -78,6 +78,9 @@ install: build venv
 	  install -m 0644 $$lib $(ORT_DIR)/libonnxruntime.so; \
 	  for f in $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime_providers_*.so; do \
 	    [ -e "$$f" ] && install -m 0644 $$f $(ORT_DIR)/; done; \
+	  qnn=$$(ls -d $(VENV)/lib/python3*/site-packages/onnxruntime_qnn 2>/dev/null | head -1); \
+	  if [ -n "$$qnn" ]; then mkdir -p $(ORT_DIR)/qnn && install -m 0644 $$qnn/*.so $(ORT_DIR)/qnn/; \
+	    echo "Installed the QNN plugin execution provider into $(ORT_DIR)/qnn"; fi; \
 	  echo "Installed $(PLUGIN_DIR)/libgstffnetseg.so and $(ORT_DIR)/libonnxruntime.so ($$(basename $$lib))"
 	@gst-inspect-1.0 ffnetseg >/dev/null && echo "gst-inspect-1.0 finds the ffnetseg plugin"
 

@@ -12,8 +12,8 @@ use ort::session::{RunOptions, Session};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use crate::error::{Error, Result};
-use crate::runtime;
 use crate::tensor::{DType, Layout, Quantization, TensorSpec, guess_layout};
+use crate::{plugin_ep, runtime};
 
 /// Where the model should run. `Auto` picks the best provider this ONNX Runtime build
 /// actually has (NPU, then GPU, then CPU).
@@ -69,6 +69,9 @@ pub struct SessionConfig {
     pub ort_library: Option<PathBuf>,
     /// Let ONNX Runtime's intra-op threads spin-wait between inferences.
     pub spin: bool,
+    /// Plugin execution provider library (e.g. the QNN plugin of the onnxruntime-qnn wheel),
+    /// when it is not found automatically.
+    pub ep_library: Option<PathBuf>,
 }
 
 impl SessionConfig {
@@ -81,6 +84,7 @@ impl SessionConfig {
             disable_cpu_fallback: false,
             ort_library: None,
             spin: false,
+            ep_library: None,
         }
     }
 }
@@ -131,6 +135,7 @@ pub struct InferenceSession {
     contract: ModelContract,
     active_provider: String,
     warnings: Vec<String>,
+    notes: Vec<String>,
     placements: Vec<Placement>,
     run_options: RunOptions,
 }
@@ -366,6 +371,10 @@ impl InferenceSession {
             )));
         }
         let rt = runtime::runtime(config.ort_library.as_deref())?;
+        // One session is created at a time: registering a plugin EP library changes how
+        // ONNX Runtime picks devices for every session created after it.
+        static CREATING: Mutex<()> = Mutex::new(());
+        let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
         let mut warnings = Vec::new();
 
         let mut builder = Session::builder(&rt.environment)
@@ -408,7 +417,8 @@ impl InferenceSession {
             .map_err(|e| Error::Runtime(e.to_string()))?
             .with_log_level(LogLevel::Verbose)
             .map_err(|e| Error::Runtime(e.to_string()))?;
-        let (builder, active) = register_provider(builder, config, &mut warnings)?;
+        let mut notes = Vec::new();
+        let (builder, active) = register_provider(builder, config, rt, &mut warnings, &mut notes)?;
         let mut builder = builder;
         let session = builder.commit_from_file(path).map_err(|e| {
             Error::Model(format!(
@@ -417,6 +427,11 @@ impl InferenceSession {
             ))
         })?;
         let contract = read_contract(&session, path)?;
+        if std::env::var_os("FFNETSEG_DEBUG_ORTLOG").is_some() {
+            for m in log.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                eprintln!("ORTLOG {m}");
+            }
+        }
         let placements = parse_placements(&log.lock().unwrap_or_else(|e| e.into_inner()));
         let on_cpu: usize = placements
             .iter()
@@ -452,6 +467,7 @@ impl InferenceSession {
             contract,
             active_provider: active,
             warnings,
+            notes,
             placements,
             run_options,
         })
@@ -464,6 +480,11 @@ impl InferenceSession {
     /// The provider the session really runs on (`cpu` after a fallback).
     pub fn active_provider(&self) -> &str {
         &self.active_provider
+    }
+
+    /// Facts worth an INFO log line (the plugin device chosen, …).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Where the nodes run (provider, node count, operator types).
@@ -641,12 +662,18 @@ fn bytemuck_u16(bytes: &[u8]) -> Result<&[u16]> {
 
 /// Registers the requested execution provider; falls back to the CPU (with a warning)
 /// unless `disable_cpu_fallback` is set. Returns the provider that will run.
+///
+/// QNN is tried both ways ONNX Runtime offers it: built in (an ORT build with QNN) and as
+/// the plugin library of the onnxruntime-qnn 2.x wheel.
 fn register_provider(
     builder: ort::session::builder::SessionBuilder,
     config: &SessionConfig,
+    rt: &runtime::Runtime,
     warnings: &mut Vec<String>,
+    notes: &mut Vec<String>,
 ) -> Result<(ort::session::builder::SessionBuilder, String)> {
     use ort::ep::ArbitrarilyConfigurableExecutionProvider as _;
+    let auto = config.provider == Provider::Auto;
     let wanted: Vec<Provider> = match config.provider {
         Provider::Auto => vec![
             Provider::Qnn,
@@ -657,10 +684,6 @@ fn register_provider(
         Provider::Cpu => vec![],
         p => vec![p],
     };
-    let with_options = |mut opts: Vec<(String, String)>| {
-        opts.extend(config.provider_options.iter().cloned());
-        opts
-    };
     let mut builder = builder;
     if config.disable_cpu_fallback && config.provider != Provider::Cpu {
         // ONNX Runtime then refuses to create a session that would put nodes on the CPU.
@@ -668,69 +691,75 @@ fn register_provider(
             .with_config_entry("session.disable_cpu_ep_fallback", "1")
             .map_err(|e| Error::Runtime(e.to_string()))?;
     }
+    let mut reasons = Vec::new();
     for p in wanted {
+        macro_rules! built_in {
+            ($ep:expr) => {{
+                let mut e = $ep;
+                for (k, v) in &config.provider_options {
+                    e = e.with_arbitrary_config(k, v);
+                }
+                e.build()
+            }};
+        }
         let dispatch = match p {
-            Provider::Qnn => {
-                let mut e = ep::QNN::default();
-                for (k, v) in with_options(vec![]) {
-                    e = e.with_arbitrary_config(k, v);
-                }
-                e.build()
-            }
-            Provider::Cuda => {
-                let mut e = ep::CUDA::default();
-                for (k, v) in with_options(vec![]) {
-                    e = e.with_arbitrary_config(k, v);
-                }
-                e.build()
-            }
-            Provider::TensorRt => {
-                let mut e = ep::TensorRT::default();
-                for (k, v) in with_options(vec![]) {
-                    e = e.with_arbitrary_config(k, v);
-                }
-                e.build()
-            }
-            Provider::Xnnpack => {
-                let mut e = ep::XNNPACK::default();
-                for (k, v) in with_options(vec![]) {
-                    e = e.with_arbitrary_config(k, v);
-                }
-                e.build()
-            }
-            Provider::OpenVino => {
-                let mut e = ep::OpenVINO::default();
-                for (k, v) in with_options(vec![]) {
-                    e = e.with_arbitrary_config(k, v);
-                }
-                e.build()
-            }
+            Provider::Qnn => built_in!(ep::QNN::default()),
+            Provider::Cuda => built_in!(ep::CUDA::default()),
+            Provider::TensorRt => built_in!(ep::TensorRT::default()),
+            Provider::Xnnpack => built_in!(ep::XNNPACK::default()),
+            Provider::OpenVino => built_in!(ep::OpenVINO::default()),
             Provider::Auto | Provider::Cpu => unreachable!("not in the wanted list"),
         };
-        let dispatch = dispatch.error_on_failure();
-        match builder.with_execution_providers([dispatch]) {
+        match builder.with_execution_providers([dispatch.error_on_failure()]) {
             Ok(b) => return Ok((b, p.name().to_string())),
             Err(e) => {
-                let msg = format!("execution provider {} is not available: {e}", p.name());
+                reasons.push(format!("{} (built in): {e}", p.name()));
                 builder = e.recover();
-                if config.provider != Provider::Auto {
-                    if config.disable_cpu_fallback {
-                        return Err(Error::Runtime(format!(
-                            "{msg}; disable-cpu-fallback is set, so the model is not run on the CPU \
-                             instead (check that this ONNX Runtime build has the provider, or pick another)"
-                        )));
-                    }
-                    warnings.push(format!("{msg}; running on the CPU instead"));
+            }
+        }
+        if p == Provider::Qnn {
+            // provider=auto takes the plugin only for a real NPU, never the x86 HTP simulator.
+            let kind = auto.then_some(ort::memory::DeviceType::NPU);
+            let (b, r) = plugin_ep::append_qnn(
+                builder,
+                &rt.environment,
+                config.ep_library.as_deref(),
+                &rt.library,
+                kind,
+                &config.provider_options,
+            );
+            builder = b;
+            match r {
+                Ok(device) => {
+                    notes.push(format!("QNN plugin execution provider on {device}"));
+                    return Ok((builder, p.name().to_string()));
                 }
+                Err(e) => reasons.push(format!("qnn (plugin): {e}")),
             }
         }
     }
-    if config.provider == Provider::Auto && config.disable_cpu_fallback {
-        return Err(Error::Runtime(
-            "provider=auto found no NPU or GPU provider in this ONNX Runtime build and \
-             disable-cpu-fallback is set"
-                .into(),
-        ));
+    if !auto && config.provider != Provider::Cpu {
+        let msg = format!(
+            "execution provider {} is not available: {}",
+            config.provider.name(),
+            reasons.join("; ")
+        );
+        if config.disable_cpu_fallback {
+            return Err(Error::Runtime(format!(
+                "{msg}; disable-cpu-fallback is set, so the model is not run on the CPU instead \
+                 (check that this ONNX Runtime build or plugin has the provider, or pick another)"
+            )));
+        }
+        warnings.push(format!("{msg}; running on the CPU instead"));
+    }
+    if auto && config.disable_cpu_fallback {
+        return Err(Error::Runtime(format!(
+            "provider=auto found no NPU or GPU provider ({}) and disable-cpu-fallback is set",
+            reasons.join("; ")
+        )));
+    }
+    if plugin_ep::any_registered() {
+        builder = plugin_ep::append_cpu(builder, &rt.environment)?;
     }
     Ok((builder, Provider::Cpu.name().to_string()))
 }

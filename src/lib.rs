@@ -11,6 +11,7 @@ pub mod error;
 pub mod frame;
 pub mod inference;
 pub mod onnx_proto;
+pub mod plugin_ep;
 pub mod postprocess;
 pub mod preprocess;
 pub mod runtime;

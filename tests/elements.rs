@@ -442,10 +442,10 @@ fn segpostproc_rejects_bad_property_values_and_keeps_the_old_ones() {
 #[test]
 fn unavailable_provider_falls_back_to_cpu_with_a_warning_or_errors_when_told_to() {
     init();
-    // This ONNX Runtime (the PyPI CPU wheel) has no QNN provider.
+    // This ONNX Runtime (the PyPI CPU wheel) has no CUDA provider.
     let launch = format!(
         "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=48 ! segpreproc ! \
-         ffnetinfer name=infer provider=qnn model={} ! fakesink",
+         ffnetinfer name=infer provider=cuda model={} ! fakesink",
         selfie_model()
     );
     let pipeline = gst::parse::launch(&launch)
@@ -482,17 +482,17 @@ fn unavailable_provider_falls_back_to_cpu_with_a_warning_or_errors_when_told_to(
     pipeline.set_state(gst::State::Null).unwrap();
     let warning = warning.expect("a warning says the provider is missing");
     assert!(
-        warning.contains("qnn") && warning.contains("CPU"),
+        warning.contains("cuda") && warning.contains("CPU"),
         "{warning}"
     );
-    assert_eq!(provider_msg, Some(("qnn".to_string(), "cpu".to_string())));
+    assert_eq!(provider_msg, Some(("cuda".to_string(), "cpu".to_string())));
 
     let text = first_error(&format!(
-        "videotestsrc num-buffers=2 ! segpreproc ! ffnetinfer provider=qnn disable-cpu-fallback=true model={} ! fakesink",
+        "videotestsrc num-buffers=2 ! segpreproc ! ffnetinfer provider=cuda disable-cpu-fallback=true model={} ! fakesink",
         selfie_model()
     ));
     assert!(
-        text.contains("qnn") && text.contains("disable-cpu-fallback"),
+        text.contains("cuda") && text.contains("disable-cpu-fallback"),
         "{text}"
     );
 }
@@ -632,4 +632,48 @@ fn quantized_model_io_is_quantized_by_segpreproc_and_dequantized_to_scores() {
     eprintln!("quantized vs float scores: max {max:.4}, mean {mean:.4}");
     // Input steps of 0.02 and output steps of 1/255 bound the difference.
     assert!(max < 0.05 && mean < 0.01, "max {max}, mean {mean}");
+}
+
+#[test]
+fn qnn_plugin_execution_provider_runs_the_whole_model_when_the_wheel_is_installed() {
+    // `make venv` installs the onnxruntime-qnn wheel; on x86-64 its HTP backend is Qualcomm's
+    // simulator, so this exercises the same plugin registration, device choice and placement
+    // code as a Snapdragon board (only slower).
+    init();
+    let venv_qnn = repo_root().join(".venv/lib/python3.11/site-packages/onnxruntime_qnn");
+    let installed = std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".local/lib/ffnetseg/qnn"));
+    assert!(
+        venv_qnn.exists() || installed.as_ref().is_some_and(|p| p.exists()),
+        "the onnxruntime-qnn wheel is part of the test set-up (make venv)"
+    );
+    let (input, info) = person_frame(gst_video::VideoFormat::Nv12);
+    let run = |provider: &str| {
+        let launch = format!(
+            "segpreproc ! ffnetinfer name=infer provider={provider} disable-cpu-fallback={} model={}",
+            provider != "cpu",
+            selfie_model()
+        );
+        let mut h = harness(&launch, &info.to_caps().unwrap());
+        let out = h.push_and_pull(input.clone()).unwrap();
+        let bin = h.element().unwrap().downcast::<gst::Bin>().unwrap();
+        let active = bin
+            .by_name("infer")
+            .unwrap()
+            .property::<String>("active-provider");
+        (active, Scores::from_buffer(&out).unwrap().values().unwrap())
+    };
+    let (qnn_provider, qnn) = run("qnn");
+    let (cpu_provider, cpu) = run("cpu");
+    assert_eq!(
+        (qnn_provider.as_str(), cpu_provider.as_str()),
+        ("qnn", "cpu")
+    );
+    let max = qnn
+        .iter()
+        .zip(&cpu)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    eprintln!("QNN (HTP simulator) vs CPU: max |diff| {max:e}");
+    assert!(max < 1e-3, "QNN and CPU disagree by {max}");
 }

@@ -89,6 +89,7 @@ fn open(o: &Options) -> Result<(InferenceSession, f64), String> {
         disable_cpu_fallback: false,
         ort_library: None,
         spin: false,
+        ep_library: None,
     };
     let t = Instant::now();
     let session = InferenceSession::open(&config).map_err(|e| e.to_string())?;
@@ -159,6 +160,9 @@ fn profile(o: &Options) -> Result<(), String> {
     } else {
         println!("model      {}", o.model.display());
         println!("provider   {provider} (requested {})", o.provider.name());
+        for n in session.notes() {
+            println!("note       {n}");
+        }
         for w in session.warnings() {
             println!("warning    {w}");
         }
@@ -176,6 +180,9 @@ fn profile(o: &Options) -> Result<(), String> {
             "latency    p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms over {} runs",
             o.runs
         );
+        for p in session.placements() {
+            println!("placement  {} nodes on {}", p.nodes, p.provider);
+        }
     }
     Ok(())
 }

@@ -45,6 +45,7 @@ struct Settings {
     mode: ModeChoice,
     interval: u32,
     spin: bool,
+    ep_library: Option<String>,
 }
 
 impl Default for Settings {
@@ -59,6 +60,7 @@ impl Default for Settings {
             mode: ModeChoice::Sync,
             interval: 1,
             spin: false,
+            ep_library: None,
         }
     }
 }
@@ -185,6 +187,7 @@ fn open_engine(settings: &Settings) -> Result<(Engine, Vec<String>), OpenError> 
         disable_cpu_fallback: settings.disable_cpu_fallback,
         ort_library: settings.ort_library.as_ref().map(PathBuf::from),
         spin: settings.spin,
+        ep_library: settings.ep_library.as_ref().map(PathBuf::from),
     };
     let session = InferenceSession::open(&config).map_err(|e| match e {
         ffnetseg::Error::Runtime(_) => fail(OpenErrorKind::Runtime, e.to_string()),
@@ -202,7 +205,10 @@ fn open_engine(settings: &Settings) -> Result<(Engine, Vec<String>), OpenError> 
                 format!("cannot allocate score buffers: {e}"),
             )
         })?;
-    let warnings = session.warnings().to_vec();
+    let mut warnings = session.warnings().to_vec();
+    for n in session.notes() {
+        warnings.push(format!("note: {n}"));
+    }
     let provider = session.active_provider().to_string();
     Ok((
         Engine {
@@ -322,6 +328,10 @@ impl FfnetInfer {
         requested: ProviderChoice,
     ) {
         for w in warnings {
+            if let Some(note) = w.strip_prefix("note: ") {
+                gst::info!(CAT, imp = self, "{note}");
+                continue;
+            }
             gst::warning!(CAT, imp = self, "{w}");
             gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{w}"));
         }
@@ -553,6 +563,11 @@ impl ObjectImpl for FfnetInfer {
                     .default_value(1)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder("ep-library")
+                    .nick("Plugin EP library")
+                    .blurb("Execution provider plugin library, e.g. the onnxruntime-qnn wheel's libonnxruntime_providers_qnn.so (default: found next to the loaded ONNX Runtime wheel, FFNETSEG_QNN_EP_LIBRARY, or ~/.local/lib/ffnetseg/qnn)")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("spin")
                     .nick("Spin-wait")
                     .blurb("Let ONNX Runtime's CPU threads spin between inferences (slightly lower latency on an idle machine; takes CPU from the rest of the pipeline)")
@@ -630,6 +645,7 @@ impl ObjectImpl for FfnetInfer {
             "mode" => s.mode = value.get().expect("type checked upstream"),
             "interval" => s.interval = value.get().expect("type checked upstream"),
             "spin" => s.spin = value.get().expect("type checked upstream"),
+            "ep-library" => s.ep_library = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -647,6 +663,7 @@ impl ObjectImpl for FfnetInfer {
             "mode" => s.mode.to_value(),
             "interval" => s.interval.to_value(),
             "spin" => s.spin.to_value(),
+            "ep-library" => s.ep_library.to_value(),
             "active-provider" => stats.active_provider.to_value(),
             "inferences" => stats.inferences.to_value(),
             "frames-reused" => stats.frames_reused.to_value(),
