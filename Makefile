@@ -25,12 +25,13 @@ APT_PACKAGES := build-essential pkg-config curl ca-certificates clang libclang-d
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav libopencv-dev opencv-doc \
 	python3 python3-venv python3-pip python3-gi gir1.2-gst-plugins-base-1.0 meson ninja-build
 
-.PHONY: help deps rust venv build install demo test bench lint golden pictures cross-aarch64 elements-doc clean uninstall
+.PHONY: help deps rust venv build install demo test bench models lint golden pictures cross-aarch64 elements-doc clean uninstall
 
 help:
 	@echo "make demo    install, build, and segment a real video (out/demo/)"
 	@echo "make test    install, build, and run the whole test suite"
 	@echo "make bench   benchmarks against peers (writes BENCHMARKS.md)"
+	@echo "make models  FFNet family + quantized models into out/models (models/README.md)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make cross-aarch64  build the plugin for arm64 boards (docs/cross-compile.md)"
 	@echo "make golden  regenerate the golden masks with the Python reference"
@@ -91,6 +92,14 @@ test: install
 	PATH="$$HOME/.cargo/bin:$$PATH" $(CARGO) test --release --workspace
 	pipelines/check-pipelines.sh
 	docs/gen-elements-md.sh --check
+	@# The model tooling's tests need torch (several GB): they run where `make models` installed it.
+	@if [ -x out/venv-models/bin/python ]; then out/venv-models/bin/python -m pytest models/tests -q; \
+	else echo "models/tests: skipped here (torch is installed by make models into out/venv-models)"; fi
+
+# FFNet family (export, W8A8/W8A16 quantization, validation, latency) into out/models,
+# and models/README.md's table. Installs torch into out/venv-models (several GB).
+models: install
+	models/ffnet/build_all.sh
 
 # Benchmarks as ratios against peers measured in the same run; writes BENCHMARKS.md.
 bench: install

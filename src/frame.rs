@@ -229,7 +229,8 @@ pub fn plane_layouts(
         PixelFormat::I420 | PixelFormat::Yv12 => {
             vec![(width, height, 1), (cw, ch, 1), (cw, ch, 1)]
         }
-        PixelFormat::Yuy2 | PixelFormat::Uyvy => vec![(width, height, 2)],
+        // Pixel pairs: an odd width still stores a whole last pair.
+        PixelFormat::Yuy2 | PixelFormat::Uyvy => vec![(width.div_ceil(2) * 2, height, 2)],
         f => vec![(width, height, f.packed_bytes_per_pixel())],
     }
 }

@@ -72,6 +72,9 @@ pub struct SessionConfig {
     /// Plugin execution provider library (e.g. the QNN plugin of the onnxruntime-qnn wheel),
     /// when it is not found automatically.
     pub ep_library: Option<PathBuf>,
+    /// Folder for compiled models: a QNN/OpenVINO EP-context model, a TensorRT engine.
+    /// The first start writes it; later starts load it; a stale one is rebuilt.
+    pub context_cache: Option<PathBuf>,
 }
 
 impl SessionConfig {
@@ -85,6 +88,7 @@ impl SessionConfig {
             ort_library: None,
             spin: false,
             ep_library: None,
+            context_cache: None,
         }
     }
 }
@@ -418,20 +422,89 @@ impl InferenceSession {
             .with_log_level(LogLevel::Verbose)
             .map_err(|e| Error::Runtime(e.to_string()))?;
         let mut notes = Vec::new();
+        let mut config = config.clone();
+        if let (Some(dir), Provider::TensorRt) = (&config.context_cache, config.provider) {
+            // TensorRT keeps (and validates) its own engine cache.
+            config
+                .provider_options
+                .push(("trt_engine_cache_enable".into(), "1".into()));
+            config
+                .provider_options
+                .push(("trt_engine_cache_path".into(), dir.display().to_string()));
+        }
+        let config = &config;
+        // An EP-context model (QNN, OpenVINO): compiled once, loaded on later starts. The
+        // session entries must be set before the provider is added.
+        let mut load_from = path.to_path_buf();
+        let mut cache_to_write = None;
+        let compiles = matches!(config.provider, Provider::Qnn | Provider::OpenVino);
+        if let Some(dir) = config.context_cache.as_ref().filter(|_| compiles) {
+            let cache = ContextCache::new(dir, path, config.provider.name(), config, &rt.version)?;
+            if cache.is_valid() {
+                notes.push(format!(
+                    "loading the compiled model {}",
+                    cache.model.display()
+                ));
+                load_from = cache.model.clone();
+            } else {
+                cache.clear();
+                let path_entry = cache.model.display().to_string();
+                for (k, v) in [
+                    ("ep.context_enable", "1"),
+                    ("ep.context_file_path", path_entry.as_str()),
+                    ("ep.context_embed_mode", "1"),
+                ] {
+                    builder = builder
+                        .with_config_entry(k, v)
+                        .map_err(|e| Error::Runtime(e.to_string()))?;
+                }
+                notes.push(format!(
+                    "compiling {} into {}",
+                    path.display(),
+                    cache.model.display()
+                ));
+                cache_to_write = Some(cache);
+            }
+        } else if config.context_cache.is_some() && config.provider != Provider::TensorRt {
+            notes.push(format!(
+                "context-cache is not used with provider={}: nothing is compiled ahead of time there",
+                config.provider.name()
+            ));
+        }
         let (builder, active) = register_provider(builder, config, rt, &mut warnings, &mut notes)?;
         let mut builder = builder;
-        let session = builder.commit_from_file(path).map_err(|e| {
+        if cache_to_write.is_some() && active == Provider::Cpu.name() {
+            // Fell back to the CPU: nothing to compile, and no cache to trust later.
+            builder = builder
+                .with_config_entry("ep.context_enable", "0")
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+            cache_to_write = None;
+        }
+        if load_from.as_path() != path.as_path() && active == Provider::Cpu.name() {
+            return Err(Error::Runtime(format!(
+                "the compiled model {} needs provider {}, which is not available now",
+                load_from.display(),
+                config.provider.name()
+            )));
+        }
+        let session = builder.commit_from_file(&load_from).map_err(|e| {
             Error::Model(format!(
                 "ONNX Runtime cannot load {}: {e}; is it a valid .onnx model?",
                 path.display()
             ))
         })?;
-        let contract = read_contract(&session, path)?;
         if std::env::var_os("FFNETSEG_DEBUG_ORTLOG").is_some() {
             for m in log.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 eprintln!("ORTLOG {m}");
             }
         }
+        if let Some(cache) = cache_to_write
+            && let Err(e) = cache.seal()
+        {
+            // The session itself is fine; only later starts will not be faster.
+            warnings.push(format!("context-cache: {e}"));
+        }
+        let contract = read_contract(&session, path)?;
         let placements = parse_placements(&log.lock().unwrap_or_else(|e| e.into_inner()));
         let on_cpu: usize = placements
             .iter()
@@ -637,6 +710,80 @@ impl InferenceSession {
     }
 }
 
+/// A compiled EP-context model and the key that says what it was compiled from.
+struct ContextCache {
+    model: PathBuf,
+    key_file: PathBuf,
+    key: String,
+}
+
+impl ContextCache {
+    fn new(
+        dir: &Path,
+        source: &Path,
+        provider: &str,
+        config: &SessionConfig,
+        ort_version: &str,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::Config(format!(
+                "cannot create the context-cache folder {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let bytes = std::fs::read(source)
+            .map_err(|e| Error::Model(format!("cannot read {}: {e}", source.display())))?;
+        let mut options = config.provider_options.clone();
+        options.sort();
+        // What the compiled model depends on: the model's bytes, the runtime, the provider
+        // and its options. Anything else changed means recompiling.
+        let key = format!(
+            "model-fnv1a64={:016x}\nmodel-bytes={}\nonnxruntime={ort_version}\nprovider={provider}\noptions={options:?}\n",
+            fnv1a64(&bytes),
+            bytes.len()
+        );
+        let stem = source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model");
+        let model = dir.join(format!("{stem}.{provider}_ctx.onnx"));
+        Ok(ContextCache {
+            key_file: model.with_extension("key"),
+            model,
+            key,
+        })
+    }
+
+    fn is_valid(&self) -> bool {
+        self.model.is_file() && std::fs::read_to_string(&self.key_file).is_ok_and(|k| k == self.key)
+    }
+
+    /// ONNX Runtime refuses to overwrite a context model, so stale files go first.
+    fn clear(&self) {
+        let _ = std::fs::remove_file(&self.model);
+        let _ = std::fs::remove_file(&self.key_file);
+    }
+
+    /// Records the key once ONNX Runtime has written the compiled model.
+    fn seal(&self) -> Result<()> {
+        if !self.model.is_file() {
+            return Err(Error::Runtime(format!(
+                "the provider did not write a compiled model to {} (does it support EP context models?)",
+                self.model.display()
+            )));
+        }
+        std::fs::write(&self.key_file, &self.key)
+            .map_err(|e| Error::Config(format!("cannot write {}: {e}", self.key_file.display())))
+    }
+}
+
+/// FNV-1a: a fast, dependency-free content fingerprint (not a security hash).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// Views aligned bytes as f32 (tensor buffers from GStreamer are allocated aligned).
 fn bytemuck_f32(bytes: &[u8]) -> Result<&[f32]> {
     // SAFETY: every bit pattern is a valid f32; alignment is checked by align_to.
@@ -710,13 +857,8 @@ fn register_provider(
             Provider::OpenVino => built_in!(ep::OpenVINO::default()),
             Provider::Auto | Provider::Cpu => unreachable!("not in the wanted list"),
         };
-        match builder.with_execution_providers([dispatch.error_on_failure()]) {
-            Ok(b) => return Ok((b, p.name().to_string())),
-            Err(e) => {
-                reasons.push(format!("{} (built in): {e}", p.name()));
-                builder = e.recover();
-            }
-        }
+        // The plugin library first: an ORT build without QNN built in answers the built-in
+        // attempt with an error that leaves the session options changed.
         if p == Provider::Qnn {
             // provider=auto takes the plugin only for a real NPU, never the x86 HTP simulator.
             let kind = auto.then_some(ort::memory::DeviceType::NPU);
@@ -735,6 +877,13 @@ fn register_provider(
                     return Ok((builder, p.name().to_string()));
                 }
                 Err(e) => reasons.push(format!("qnn (plugin): {e}")),
+            }
+        }
+        match builder.with_execution_providers([dispatch.error_on_failure()]) {
+            Ok(b) => return Ok((b, p.name().to_string())),
+            Err(e) => {
+                reasons.push(format!("{} (built in): {e}", p.name()));
+                builder = e.recover();
             }
         }
     }

@@ -280,7 +280,8 @@ impl Preprocessor {
                 // pixel pairs (Y0 U Y1 V or U Y0 V Y1) the chroma is two channels.
                 let l = frame.planes[0].1;
                 let as_pairs = plane_mat(0, Some((l.width / 2, 4)))?;
-                let as_pixels = plane_mat(0, None)?;
+                // Luma of the real width (an odd width leaves half a pair unused).
+                let as_pixels = plane_mat(0, Some((frame.width, 2)))?;
                 let (y_ch, u_ch, v_ch) = if f == PixelFormat::Yuy2 {
                     (0, 1, 3)
                 } else {

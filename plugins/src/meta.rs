@@ -27,7 +27,8 @@
 //! - `FfnetsegScoresMeta` (from ffnetinfer): `scores` (GstBuffer of native-endian f32),
 //!   `classes`, `width`, `height` (u32), `layout`, `region-*` and `tensor-width`/`tensor-height`
 //!   as above, `source-pts` (u64 ns, absent when the frame had none), `sequence` (u64,
-//!   increases by one per inference), `provider` (string), `inference-ns` (u64).
+//!   increases by one per inference), `provider` (string), `inference-ns` (u64),
+//!   `model-generation` (u64, changes when ffnetinfer loads another model).
 
 use std::sync::Once;
 
@@ -140,6 +141,8 @@ pub struct Scores {
     /// Execution provider that produced the scores (e.g. "cpu", "qnn").
     pub provider: String,
     pub inference_ns: u64,
+    /// Which model made the scores: changes when ffnetinfer starts or swaps its model.
+    pub model_generation: u64,
 }
 
 impl Scores {
@@ -179,6 +182,7 @@ impl Scores {
         s.set("sequence", self.sequence);
         s.set("provider", self.provider.as_str());
         s.set("inference-ns", self.inference_ns);
+        s.set("model-generation", self.model_generation);
         Ok(())
     }
 
@@ -201,6 +205,7 @@ impl Scores {
             sequence: s.get::<u64>("sequence").ok()?,
             provider: s.get::<String>("provider").ok()?,
             inference_ns: s.get::<u64>("inference-ns").unwrap_or(0),
+            model_generation: s.get::<u64>("model-generation").unwrap_or(0),
         })
     }
 }
@@ -253,4 +258,16 @@ pub fn read_contract_answer(query: &gst::QueryRef) -> Option<TensorSpec> {
             zero_point: s.get::<i32>("zero-point").unwrap_or(0),
         }),
     })
+}
+
+/// Name of the custom query segpostproc sends upstream to learn whether an ffnetinfer is
+/// there (frames may carry no scores yet while async inference warms up).
+pub const INFERENCE_QUERY: &str = "ffnetseg-has-inference";
+
+pub fn inference_query() -> gst::query::Custom<gst::Query> {
+    gst::query::Custom::new(gst::Structure::new_empty(INFERENCE_QUERY))
+}
+
+pub fn is_inference_query(query: &gst::QueryRef) -> bool {
+    matches!(query.view(), gst::QueryView::Custom(q) if q.structure().is_some_and(|s| s.name() == INFERENCE_QUERY))
 }

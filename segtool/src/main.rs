@@ -22,7 +22,8 @@ const USAGE: &str = "\
 usage:
   segtool inspect MODEL
   segtool profile MODEL [--provider auto|cpu|qnn|cuda|tensorrt|xnnpack|openvino]
-                        [--provider-options k=v,...] [--threads N] [--runs N] [--warmup N] [--json]
+                        [--provider-options k=v,...] [--threads N] [--runs N] [--warmup N]
+                        [--context-cache DIR] [--json]
   segtool validate MODEL --reference MODEL --media IMAGE_OR_VIDEO [--frames N]
                         [--provider P] [--reference-provider P] [--threshold 0.55] [--classes 11,12] [--json]
 ";
@@ -48,6 +49,7 @@ struct Options {
     runs: usize,
     warmup: usize,
     json: bool,
+    context_cache: Option<PathBuf>,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
@@ -61,6 +63,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         runs: 20,
         warmup: 2,
         json: false,
+        context_cache: None,
     };
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
@@ -71,6 +74,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--runs" => o.runs = value()?.parse().map_err(|_| "--runs takes a number")?,
             "--warmup" => o.warmup = value()?.parse().map_err(|_| "--warmup takes a number")?,
             "--json" => o.json = true,
+            "--context-cache" => o.context_cache = Some(value()?.into()),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -90,6 +94,7 @@ fn open(o: &Options) -> Result<(InferenceSession, f64), String> {
         ort_library: None,
         spin: false,
         ep_library: None,
+        context_cache: o.context_cache.clone(),
     };
     let t = Instant::now();
     let session = InferenceSession::open(&config).map_err(|e| e.to_string())?;
@@ -220,6 +225,7 @@ fn inspect(model: &str) -> Result<(), String> {
         runs: 1,
         warmup: 0,
         json: false,
+        context_cache: None,
     };
     let contract = open(&o).map(|(s, _)| s.contract().clone());
     match &contract {

@@ -46,6 +46,7 @@ struct Settings {
     interval: u32,
     spin: bool,
     ep_library: Option<String>,
+    context_cache: Option<String>,
 }
 
 impl Default for Settings {
@@ -61,6 +62,7 @@ impl Default for Settings {
             interval: 1,
             spin: false,
             ep_library: None,
+            context_cache: None,
         }
     }
 }
@@ -71,6 +73,7 @@ struct Engine {
     pool: gst::BufferPool,
     contract: ModelContract,
     provider: String,
+    generation: u64,
 }
 
 impl Drop for Engine {
@@ -102,6 +105,8 @@ struct Shared {
     next_engine: Option<Engine>,
     stop: bool,
     stats: Stats,
+    /// Set when async inference failed: the stream stops instead of reusing old results.
+    failed: Option<String>,
 }
 
 #[derive(Default, Clone)]
@@ -188,6 +193,7 @@ fn open_engine(settings: &Settings) -> Result<(Engine, Vec<String>), OpenError> 
         ort_library: settings.ort_library.as_ref().map(PathBuf::from),
         spin: settings.spin,
         ep_library: settings.ep_library.as_ref().map(PathBuf::from),
+        context_cache: settings.context_cache.as_ref().map(PathBuf::from),
     };
     let session = InferenceSession::open(&config).map_err(|e| match e {
         ffnetseg::Error::Runtime(_) => fail(OpenErrorKind::Runtime, e.to_string()),
@@ -216,9 +222,16 @@ fn open_engine(settings: &Settings) -> Result<(Engine, Vec<String>), OpenError> 
             pool,
             contract,
             provider,
+            generation: next_generation(),
         },
         warnings,
     ))
+}
+
+/// A process-wide counter, so every loaded model has its own generation.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Runs one inference; returns the scores meta to attach.
@@ -269,6 +282,7 @@ fn infer(engine: &mut Engine, job: &Job, sequence: u64) -> Result<(Scores, u64),
             sequence,
             provider: engine.provider.clone(),
             inference_ns: elapsed,
+            model_generation: engine.generation,
         },
         elapsed,
     ))
@@ -310,6 +324,7 @@ fn worker_loop(mut engine: Engine, shared: SharedState, element: glib::WeakRef<s
                 }
             }
             Err(e) => {
+                lock.lock().unwrap().failed = Some(e.clone());
                 if let Some(el) = element.upgrade() {
                     gst::element_error!(el, gst::StreamError::Failed, ("inference failed: {e}"));
                 }
@@ -568,6 +583,11 @@ impl ObjectImpl for FfnetInfer {
                     .blurb("Execution provider plugin library, e.g. the onnxruntime-qnn wheel's libonnxruntime_providers_qnn.so (default: found next to the loaded ONNX Runtime wheel, FFNETSEG_QNN_EP_LIBRARY, or ~/.local/lib/ffnetseg/qnn)")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("context-cache")
+                    .nick("Compiled-model cache")
+                    .blurb("Folder for compiled models (QNN/OpenVINO EP-context model, TensorRT engine): the first start compiles and writes it, later starts load it in a fraction of the time; a cache from another model, ONNX Runtime or option set is rebuilt")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("spin")
                     .nick("Spin-wait")
                     .blurb("Let ONNX Runtime's CPU threads spin between inferences (slightly lower latency on an idle machine; takes CPU from the rest of the pipeline)")
@@ -646,6 +666,7 @@ impl ObjectImpl for FfnetInfer {
             "interval" => s.interval = value.get().expect("type checked upstream"),
             "spin" => s.spin = value.get().expect("type checked upstream"),
             "ep-library" => s.ep_library = value.get().expect("type checked upstream"),
+            "context-cache" => s.context_cache = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -664,6 +685,7 @@ impl ObjectImpl for FfnetInfer {
             "interval" => s.interval.to_value(),
             "spin" => s.spin.to_value(),
             "ep-library" => s.ep_library.to_value(),
+            "context-cache" => s.context_cache.to_value(),
             "active-provider" => stats.active_provider.to_value(),
             "inferences" => stats.inferences.to_value(),
             "frames-reused" => stats.frames_reused.to_value(),
@@ -777,6 +799,9 @@ impl BaseTransformImpl for FfnetInfer {
                 Some(state) => meta::answer_contract_query(query, &state.contract.input),
                 None => false,
             };
+        }
+        if direction == gst::PadDirection::Src && meta::is_inference_query(query) {
+            return true;
         }
         if direction == gst::PadDirection::Src
             && let gst::QueryViewMut::Latency(q) = query.view_mut()
@@ -913,6 +938,10 @@ impl BaseTransformImpl for FfnetInfer {
             }
             Runner::Async(_) => {
                 let mut s = lock.lock().unwrap();
+                if s.failed.is_some() {
+                    // The worker posted the error; stop here rather than reuse old results.
+                    return Err(gst::FlowError::Error);
+                }
                 if due {
                     if s.pending.is_some() {
                         s.stats.frames_skipped_busy += 1;

@@ -64,6 +64,10 @@ impl Settings {
 
 struct State {
     post: Postprocessor,
+    /// The model generation the temporal state belongs to.
+    model_generation: Option<u64>,
+    /// Whether an ffnetinfer answered upstream (asked once, at the first frame without scores).
+    inference_upstream: Option<bool>,
     /// The background picture, loaded when first needed.
     background: Option<(String, Background)>,
     last_sequence: Option<u64>,
@@ -82,6 +86,12 @@ impl SegPostproc {
     fn update(&self, state: &mut State, buf: &gst::BufferRef) -> Result<bool, gst::FlowError> {
         match Scores::from_buffer(buf) {
             Some(scores) => {
+                // Another model (hot swap): its scores do not average with the old model's.
+                if state.model_generation != Some(scores.model_generation) {
+                    state.post.reset();
+                    state.last_sequence = None;
+                    state.model_generation = Some(scores.model_generation);
+                }
                 // The same result riding on several frames (async/interval) is averaged in once.
                 if state.last_sequence == Some(scores.sequence) && state.post.has_state() {
                     return Ok(true);
@@ -100,7 +110,13 @@ impl SegPostproc {
                 Ok(true)
             }
             None => {
-                if !state.warned_no_scores {
+                // Async inference leaves the first frames without a result: that is not a
+                // missing ffnetinfer.
+                let upstream = *state.inference_upstream.get_or_insert_with(|| {
+                    let mut q = crate::meta::inference_query();
+                    self.obj().sink_pad().peer_query(&mut q)
+                });
+                if !state.warned_no_scores && !upstream {
                     state.warned_no_scores = true;
                     gst::element_imp_warning!(
                         self,
@@ -127,6 +143,8 @@ impl SegPostproc {
             })?;
             *guard = Some(State {
                 post,
+                model_generation: None,
+                inference_upstream: None,
                 background: None,
                 last_sequence: None,
                 warned_no_scores: false,
@@ -404,6 +422,7 @@ impl BaseTransformImpl for SegPostproc {
             gst::EventView::FlushStop(_)
             | gst::EventView::Eos(_)
             | gst::EventView::StreamStart(_)
+            | gst::EventView::Segment(_)
             | gst::EventView::Caps(_) => self.reset(),
             _ => {}
         }

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Numerics of a quantized model against its float32 original, on real validation images
+(vtest.avi frames and opencv-doc photos that calibration never saw).
+
+    python models/ffnet/validate.py FP32.onnx QUANT.onnx --kind mask
+    python models/ffnet/validate.py FP32.onnx QUANT.onnx --kind logits
+
+--kind mask   (one-channel sigmoid models, e.g. the MediaPipe selfie model): masks
+              thresholded at 0.55 (segpostproc's default); IoU of the foreground over all
+              pixels of all images (sum of intersections / sum of unions), the mean of the
+              per-image IoUs (images where both masks are empty count as 1), pixel
+              agreement, and the mean |difference| of the probabilities.
+--kind logits (multi-class logits, e.g. FFNet 1x19xHxW): top-class agreement (share of
+              pixels whose argmax class is the same) and PSNR of the logits,
+              10*log10(peak^2 / MSE) with peak = max |fp32 logit| of each image, averaged
+              over images in dB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+
+import media  # noqa: E402
+
+THRESHOLD = 0.55
+
+
+def _session(path, threads):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def run_pair(fp32: str, quant: str, images, threads: int = 0):
+    """Yield (fp32 output, quantized output) per image."""
+    name, shape, layout = media.input_contract(fp32)
+    name_q, shape_q, layout_q = media.input_contract(quant)
+    if (name, list(shape), layout) != (name_q, list(shape_q), layout_q):
+        raise ValueError(f"input contracts differ: {fp32} {name}{shape} vs {quant} {name_q}{shape_q}")
+    a, b = _session(fp32, threads), _session(quant, threads)
+    out = a.get_outputs()[0].name
+    for img in images:
+        x = media.to_input(img, shape, layout)
+        yield a.run([out], {name: x})[0], b.run([out], {name: x})[0]
+
+
+def mask_metrics(pairs, threshold: float = THRESHOLD) -> dict:
+    inter = union = agree = total = 0
+    ious, mad = [], []
+    fg = 0
+    for p, q in pairs:
+        mp, mq = p > threshold, q > threshold
+        i = int(np.logical_and(mp, mq).sum())
+        u = int(np.logical_or(mp, mq).sum())
+        inter += i
+        union += u
+        ious.append(i / u if u else 1.0)
+        agree += int((mp == mq).sum())
+        total += mp.size
+        fg += int(mp.sum())
+        mad.append(float(np.abs(p - q).mean()))
+    return {
+        "images": len(ious),
+        "iou": inter / union if union else 1.0,
+        "mean_image_iou": float(np.mean(ious)),
+        "min_image_iou": float(np.min(ious)),
+        "pixel_agreement": agree / total,
+        "foreground_share_fp32": fg / total,
+        "mean_abs_prob_diff": float(np.mean(mad)),
+        "threshold": threshold,
+    }
+
+
+def logits_metrics(pairs) -> dict:
+    agree = total = 0
+    psnrs = []
+    for p, q in pairs:
+        p = p.astype(np.float64)
+        q = q.astype(np.float64)
+        agree += int((p.argmax(1) == q.argmax(1)).sum())
+        total += p.shape[0] * p.shape[2] * p.shape[3]
+        mse = float(np.mean((p - q) ** 2))
+        peak = float(np.abs(p).max())
+        psnrs.append(10 * np.log10(peak**2 / mse) if mse > 0 else float("inf"))
+    return {"images": len(psnrs), "top_class_agreement": agree / total,
+            "psnr_db": float(np.mean(psnrs)), "min_psnr_db": float(np.min(psnrs))}
+
+
+def validate(fp32: str, quant: str, kind: str, images, threads: int = 0) -> dict:
+    pairs = run_pair(fp32, quant, images, threads)
+    return mask_metrics(pairs) if kind == "mask" else logits_metrics(pairs)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("fp32")
+    ap.add_argument("quant")
+    ap.add_argument("--kind", choices=("mask", "logits"), required=True)
+    ap.add_argument("--video-frames", type=int, default=12)
+    ap.add_argument("--photos", type=int, default=len(media.VALID_IMAGES))
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    imgs = media.image_set("valid", n_video=a.video_frames, n_photos=a.photos)
+    r = validate(a.fp32, a.quant, a.kind, imgs, a.threads)
+    print(json.dumps(r, indent=None if a.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

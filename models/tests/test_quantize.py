@@ -1,0 +1,101 @@
+"""Post-training quantization: the W8A8 / W8A16 QDQ models run in ONNX Runtime, carry the
+QDQ nodes and types QNN HTP expects, keep the I/O contract, and stay close to FP32 on real
+frames. Calibration uses real images (opencv-doc), two of them, to stay fast."""
+
+import os
+
+import pytest
+
+np = pytest.importorskip("numpy")
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime.quantization")
+
+import quantize as Q  # noqa: E402
+import validate as V  # noqa: E402
+from conftest import REPO  # noqa: E402
+
+SELFIE = os.path.join(REPO, "models", "selfie_segmentation.onnx")
+
+
+def _types(path):
+    s = Q.qdq_summary(path)
+    return s, set(s["activations"]), set(s["weights"])
+
+
+def _per_channel_weight_dq(path):
+    """DequantizeLinear nodes of conv weights with one scale per output channel."""
+    m = onnx.load(path)
+    inits = {i.name: i for i in m.graph.initializer}
+    n = 0
+    for node in m.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            scale = inits.get(node.input[1])
+            if scale is not None and len(scale.dims) == 1 and scale.dims[0] > 1:
+                n += 1
+    return n
+
+
+@pytest.fixture(scope="module")
+def tiny_ffnet(tmp_path_factory):
+    pytest.importorskip("torch")
+    import export as E
+    import ffnet as F
+
+    d = tmp_path_factory.mktemp("q")
+    path = str(d / "ffnet_40s_64x128.onnx")
+    E.export(F.build("ffnet_40s", seed=5), path, 64, 128, trained=False)
+    return path
+
+
+@pytest.mark.parametrize("scheme,act", [("w8a8", "uint8"), ("w8a16", "uint16")])
+def test_ffnet_quantized_runs_and_has_qdq(tiny_ffnet, tmp_path, media_or_skip, scheme, act):
+    calib, valid = media_or_skip
+    out = str(tmp_path / f"q_{scheme}.onnx")
+    Q.quantize(tiny_ffnet, out, scheme, calib[:2])
+    s, acts, weights = _types(out)
+    assert s["quantize"] > 20 and s["dequantize"] > 50
+    assert acts == {act}
+    assert "int8" in weights
+    assert _per_channel_weight_dq(out) > 40  # the convs' weights are per-channel
+    sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["image"]
+    assert [o.name for o in sess.get_outputs()] == ["mask"]
+    y = sess.run(["mask"], {"image": np.zeros((1, 3, 64, 128), np.float32)})[0]
+    assert y.shape == (1, 19, 8, 16) and y.dtype == np.float32
+    r = V.validate(tiny_ffnet, out, "logits", valid[:2])
+    assert r["psnr_db"] > 10 and 0 < r["top_class_agreement"] <= 1
+    assert os.path.getsize(tiny_ffnet) / os.path.getsize(out) > 3.5  # 4x smaller weights
+
+
+@pytest.mark.parametrize("scheme,act,min_agreement", [("w8a8", "uint8", 0.95), ("w8a16", "uint16", 0.99)])
+def test_selfie_quantized(tmp_path, media_or_skip, scheme, act, min_agreement):
+    calib, valid = media_or_skip
+    out = str(tmp_path / f"selfie_{scheme}.onnx")
+    info = Q.quantize(SELFIE, out, scheme, calib[:2])
+    # the sigmoid's logits get a [-8, 8] range (see quantize.sigmoid_logit_overrides)
+    assert info["overrides"], "the selfie model's output sigmoid logits got no range override"
+    _, acts, _ = _types(out)
+    assert acts == {act}
+    sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    i = sess.get_inputs()[0]
+    assert i.name == "image" and list(i.shape) == [1, 256, 256, 3]
+    r = V.validate(SELFIE, out, "mask", valid[:2])
+    assert r["pixel_agreement"] >= min_agreement, r
+
+
+def test_mask_and_logit_metrics():
+    p = np.zeros((1, 4, 4, 1), np.float32)
+    p[..., :2, :] = 0.9
+    q = p.copy()
+    q[0, 0, 0, 0] = 0.1
+    r = V.mask_metrics([(p, q)])
+    assert r["iou"] == pytest.approx(7 / 8) and r["pixel_agreement"] == pytest.approx(15 / 16)
+    a = np.zeros((1, 3, 2, 2), np.float32)
+    a[:, 0] = 2.0
+    b = a.copy()
+    b[0, 1, 0, 0] = 3.0
+    r = V.logits_metrics([(a, b)])
+    assert r["top_class_agreement"] == pytest.approx(3 / 4)
+    assert r["psnr_db"] == pytest.approx(10 * np.log10(4 / (9 / 12)))
