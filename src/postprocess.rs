@@ -225,21 +225,28 @@ impl Postprocessor {
             view.copy_to(&mut self.probability)?;
         } else {
             self.softmax(scores.data, spec)?;
-            if self.smoothed_classes.is_none() || a >= 1.0 {
-                self.smoothed_classes = Some(self.class_probs.try_clone()?);
-            } else if let Some(s) = self.smoothed_classes.as_mut() {
-                imgproc::accumulate_weighted(&self.class_probs, s, a, &core::no_array())?;
+            match self.smoothed_classes.as_mut() {
+                Some(s) if a < 1.0 => {
+                    imgproc::accumulate_weighted(&self.class_probs, s, a, &core::no_array())?
+                }
+                Some(s) => self.class_probs.copy_to(s)?,
+                None => self.smoothed_classes = Some(self.class_probs.try_clone()?),
             }
             self.selected_probability(spec)?;
             // p from already-smoothed class probabilities is s_t (the sum is linear).
-            self.smoothed = Some(self.probability.try_clone()?);
+            match self.smoothed.as_mut() {
+                Some(s) => self.probability.copy_to(s)?,
+                None => self.smoothed = Some(self.probability.try_clone()?),
+            }
             return Ok(());
         }
+        // Buffers are reused from frame to frame (copy_to keeps same-size storage).
         match self.smoothed.as_mut() {
             Some(s) if a < 1.0 => {
                 imgproc::accumulate_weighted(&self.probability, s, a, &core::no_array())?;
             }
-            _ => self.smoothed = Some(self.probability.try_clone()?),
+            Some(s) => self.probability.copy_to(s)?,
+            None => self.smoothed = Some(self.probability.try_clone()?),
         }
         Ok(())
     }
@@ -285,13 +292,23 @@ impl Postprocessor {
     fn selected_probability(&mut self, spec: OutputSpec) -> Result<()> {
         let (h, w, c) = (spec.height, spec.width, spec.classes);
         let probs = self.smoothed_classes.as_ref().expect("set by update");
-        self.probability =
-            Mat::new_rows_cols_with_default(h as i32, w as i32, core::CV_32FC1, Scalar::all(0.0))?;
+        if self.probability.rows() != h as i32
+            || self.probability.cols() != w as i32
+            || self.probability.typ() != core::CV_32FC1
+        {
+            self.probability = Mat::new_rows_cols_with_default(
+                h as i32,
+                w as i32,
+                core::CV_32FC1,
+                Scalar::all(0.0),
+            )?;
+        } else {
+            self.probability
+                .set_to(&Scalar::all(0.0), &core::no_array())?;
+        }
         for &k in self.config.classes.iter().filter(|k| **k < c) {
             let rows = probs.row_range(&core::Range::new((k * h) as i32, ((k + 1) * h) as i32)?)?;
-            let mut sum = Mat::default();
-            core::add(&self.probability, &rows, &mut sum, &core::no_array(), -1)?;
-            self.probability = sum;
+            imgproc::accumulate(&rows, &mut self.probability, &core::no_array())?;
         }
         Ok(())
     }
@@ -306,7 +323,15 @@ impl Postprocessor {
     }
 
     fn crop_rows(&self, m: &Mat, class: usize) -> Result<Mat> {
-        let spec = self.spec.expect("set with smoothed");
+        let rect = self.crop_rect(class)?;
+        Ok(Mat::roi(m, rect)?.try_clone()?)
+    }
+
+    /// The picture's part (letterbox) of class `class`'s rows at model resolution.
+    fn crop_rect(&self, class: usize) -> Result<Rect> {
+        let spec = self
+            .spec
+            .ok_or_else(|| Error::Input("no model result received yet".into()))?;
         let (h, w) = (spec.height as f64, spec.width as f64);
         let full = Rect::new(
             0,
@@ -326,7 +351,7 @@ impl Postprocessor {
             }
             _ => full,
         };
-        Ok(Mat::roi(m, rect)?.try_clone()?)
+        Ok(rect)
     }
 
     /// Smoothed foreground probability upsampled to `width`×`height` (f32, 0..1): the
@@ -348,8 +373,13 @@ impl Postprocessor {
     /// (0..65535). Half the memory traffic of f32 at frame resolution, and 1/65535 steps
     /// are far finer than any threshold needs.
     fn upsampled_u16(&mut self, size: Size) -> Result<()> {
-        let s = self.cropped()?;
-        s.convert_to(&mut self.small_u16, core::CV_16U, 65535.0, 0.0)?;
+        let rect = self.crop_rect(0)?;
+        let s = self
+            .smoothed
+            .as_ref()
+            .ok_or_else(|| Error::Input("no model result received yet".into()))?;
+        // The crop is a header over the smoothed map: no copy.
+        Mat::roi(s, rect)?.convert_to(&mut self.small_u16, core::CV_16U, 65535.0, 0.0)?;
         imgproc::resize(
             &self.small_u16,
             &mut self.up_u16,

@@ -91,6 +91,21 @@ pub struct Preprocessor {
     normalized: Mat,
     channel_scratch: Vector<Mat>,
     chroma_maps: Option<ChromaMaps>,
+    clipped: Mat,
+    luma: Mat,
+    /// Resized luma and interleaved chroma of two-plane formats (NV12, YUY2, …).
+    pair: Vector<Mat>,
+    fused: Option<Fused>,
+}
+
+/// The fused colour + normalization map for one colour source, with its clip bounds
+/// and the tensor value of black.
+struct Fused {
+    source: ColourSource,
+    matrix: Mat,
+    lo: [f64; 3],
+    hi: [f64; 3],
+    black: [f64; 3],
 }
 
 /// remap() coordinates that sample a subsampled chroma plane exactly where a bilinear
@@ -146,6 +161,10 @@ impl Preprocessor {
             normalized: Mat::default(),
             channel_scratch: Vector::new(),
             chroma_maps: None,
+            clipped: Mat::default(),
+            luma: Mat::default(),
+            pair: Vector::from_iter([Mat::default(), Mat::default()]),
+            fused: None,
         })
     }
 
@@ -196,20 +215,30 @@ impl Preprocessor {
         let colour = self.resize_planes(frame, size, interp)?;
 
         // 2. One affine map: colour conversion ∘ scale ∘ mean/std ∘ quantization.
-        let (matrix, lo, hi, black) = self.fused_matrix(&colour);
+        // The map only changes with the stream's format or colorimetry: built once.
+        if self.fused.as_ref().is_none_or(|f| f.source != colour) {
+            let (rows, lo, hi, black) = self.fused_matrix(&colour);
+            self.fused = Some(Fused {
+                source: colour,
+                matrix: Mat::from_slice_2d(&rows)?,
+                lo,
+                hi,
+                black,
+            });
+        }
+        let fused = self.fused.as_ref().expect("built above");
+        let (lo, hi, black) = (fused.lo, fused.hi, fused.black);
         self.merged
             .convert_to(&mut self.merged_f32, core::CV_32F, 1.0, 0.0)?;
-        let m = Mat::from_slice_2d(&matrix)?;
-        core::transform(&self.merged_f32, &mut self.normalized, &m)?;
+        core::transform(&self.merged_f32, &mut self.normalized, &fused.matrix)?;
         // Clip to what real RGB in 0..255 maps to (YUV can leave the RGB gamut).
-        let mut clipped = Mat::default();
         core::max(
             &self.normalized,
             &Scalar::new(lo[0], lo[1], lo[2], 0.0),
-            &mut clipped,
+            &mut self.clipped,
         )?;
         core::min(
-            &clipped,
+            &self.clipped,
             &Scalar::new(hi[0], hi[1], hi[2], 0.0),
             &mut self.normalized,
         )?;
@@ -256,9 +285,18 @@ impl Preprocessor {
             PixelFormat::Nv12 | PixelFormat::Nv21 => {
                 let y = plane_mat(0, None)?;
                 let uv = plane_mat(1, None)?;
-                resize_into(&mut self.planes, 0, &y, size, interp)?;
-                self.resize_chroma(1, &uv, frame.width, frame.height, (2, 2), size, interp)?;
-                merge_first(&self.planes, 2, &mut self.merged)?;
+                resize_into(&mut self.pair, 0, &y, size, interp)?;
+                resize_chroma(
+                    &mut self.chroma_maps,
+                    &mut self.pair,
+                    1,
+                    &uv,
+                    (frame.width, frame.height),
+                    (2, 2),
+                    size,
+                    interp,
+                )?;
+                core::merge(&self.pair, &mut self.merged)?;
                 Ok(ColourSource::Yuv {
                     swap_uv: f == PixelFormat::Nv21,
                 })
@@ -268,9 +306,18 @@ impl Preprocessor {
                 resize_into(&mut self.planes, 0, &y, size, interp)?;
                 for i in 1..3 {
                     let p = plane_mat(i, None)?;
-                    self.resize_chroma(i, &p, frame.width, frame.height, (2, 2), size, interp)?;
+                    resize_chroma(
+                        &mut self.chroma_maps,
+                        &mut self.planes,
+                        i,
+                        &p,
+                        (frame.width, frame.height),
+                        (2, 2),
+                        size,
+                        interp,
+                    )?;
                 }
-                merge_first(&self.planes, 3, &mut self.merged)?;
+                core::merge(&self.planes, &mut self.merged)?;
                 Ok(ColourSource::Yuv {
                     swap_uv: f == PixelFormat::Yv12,
                 })
@@ -287,8 +334,8 @@ impl Preprocessor {
                 } else {
                     (1, 0, 2)
                 };
-                let mut luma = Mat::default();
-                core::extract_channel(&as_pixels, &mut luma, y_ch)?;
+                let luma = &mut self.luma;
+                core::extract_channel(&as_pixels, luma, y_ch)?;
                 // U and V into one 2-channel image at (w/2)×h.
                 if self.chroma_split.rows() != as_pairs.rows()
                     || self.chroma_split.cols() != as_pairs.cols()
@@ -301,81 +348,24 @@ impl Preprocessor {
                     )?;
                 }
                 core::mix_channels(&as_pairs, &mut self.chroma_split, &[u_ch, 0, v_ch, 1])?;
-                resize_into(&mut self.planes, 0, &luma, size, interp)?;
+                resize_into(&mut self.pair, 0, luma, size, interp)?;
                 let chroma = std::mem::take(&mut self.chroma_split);
-                self.resize_chroma(1, &chroma, frame.width, frame.height, (2, 1), size, interp)?;
+                resize_chroma(
+                    &mut self.chroma_maps,
+                    &mut self.pair,
+                    1,
+                    &chroma,
+                    (frame.width, frame.height),
+                    (2, 1),
+                    size,
+                    interp,
+                )?;
                 self.chroma_split = chroma;
-                merge_first(&self.planes, 2, &mut self.merged)?;
+                core::merge(&self.pair, &mut self.merged)?;
                 Ok(ColourSource::Yuv { swap_uv: false })
             }
         }
         .map(|c| c.with_colorimetry(frame))
-    }
-
-    /// Brings a subsampled chroma plane to the region size. With bilinear interpolation
-    /// it samples where `cvtColor` (nearest chroma upsampling) followed by `resize` would,
-    /// so results match the full-resolution route without its cost.
-    #[allow(clippy::too_many_arguments)]
-    fn resize_chroma(
-        &mut self,
-        index: usize,
-        src: &Mat,
-        full_w: usize,
-        full_h: usize,
-        sub: (usize, usize),
-        size: Size,
-        interp: i32,
-    ) -> Result<()> {
-        if interp != imgproc::INTER_LINEAR {
-            return resize_into(&mut self.planes, index, src, size, interp);
-        }
-        let key = (full_w, full_h, sub.0, sub.1, size.width, size.height);
-        if self.chroma_maps.as_ref().is_none_or(|m| m.key != key) {
-            let (w, h) = (size.width as usize, size.height as usize);
-            let xs: Vec<f32> = (0..w)
-                .map(|i| chroma_coordinate(i, full_w, w, sub.0))
-                .collect();
-            let ys: Vec<f32> = (0..h)
-                .map(|i| chroma_coordinate(i, full_h, h, sub.1))
-                .collect();
-            let mut map_x = Mat::new_rows_cols_with_default(
-                h as i32,
-                w as i32,
-                core::CV_32FC1,
-                Scalar::all(0.0),
-            )?;
-            let mut map_y = Mat::new_rows_cols_with_default(
-                h as i32,
-                w as i32,
-                core::CV_32FC1,
-                Scalar::all(0.0),
-            )?;
-            {
-                let mx = map_x.data_typed_mut::<f32>()?;
-                let my = map_y.data_typed_mut::<f32>()?;
-                for r in 0..h {
-                    mx[r * w..(r + 1) * w].copy_from_slice(&xs);
-                    my[r * w..(r + 1) * w].fill(ys[r]);
-                }
-            }
-            self.chroma_maps = Some(ChromaMaps { key, map_x, map_y });
-        }
-        let maps = self.chroma_maps.as_ref().expect("built above");
-        let mut dst = self.planes.get(index)?;
-        let before = dst.data();
-        imgproc::remap(
-            src,
-            &mut dst,
-            &maps.map_x,
-            &maps.map_y,
-            imgproc::INTER_LINEAR,
-            core::BORDER_REPLICATE,
-            Scalar::all(0.0),
-        )?;
-        if dst.data() != before {
-            self.planes.set(index, dst)?;
-        }
-        Ok(())
     }
 
     /// Rows of the per-channel affine map and the clip bounds, in the tensor's units.
@@ -502,7 +492,7 @@ impl Preprocessor {
 }
 
 /// What the channels of the merged, resized image mean.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum ColourSource {
     Rgb {
         offsets: [usize; 3],
@@ -574,13 +564,60 @@ fn resize_into(
     Ok(())
 }
 
-/// Interleaves the first `n` planes into one image.
-fn merge_first(planes: &Vector<Mat>, n: usize, dst: &mut Mat) -> Result<()> {
-    if n == planes.len() {
-        core::merge(planes, dst)?;
-    } else {
-        let firsts: Vector<Mat> = planes.iter().take(n).collect();
-        core::merge(&firsts, dst)?;
+/// Brings a subsampled chroma plane to the region size (element `index` of `planes`).
+/// With bilinear interpolation it samples where `cvtColor` (nearest chroma upsampling)
+/// followed by `resize` would, so results match the full-resolution route without its cost.
+#[allow(clippy::too_many_arguments)]
+fn resize_chroma(
+    maps: &mut Option<ChromaMaps>,
+    planes: &mut Vector<Mat>,
+    index: usize,
+    src: &Mat,
+    (full_w, full_h): (usize, usize),
+    sub: (usize, usize),
+    size: Size,
+    interp: i32,
+) -> Result<()> {
+    if interp != imgproc::INTER_LINEAR {
+        return resize_into(planes, index, src, size, interp);
+    }
+    let key = (full_w, full_h, sub.0, sub.1, size.width, size.height);
+    if maps.as_ref().is_none_or(|m| m.key != key) {
+        let (w, h) = (size.width as usize, size.height as usize);
+        let xs: Vec<f32> = (0..w)
+            .map(|i| chroma_coordinate(i, full_w, w, sub.0))
+            .collect();
+        let ys: Vec<f32> = (0..h)
+            .map(|i| chroma_coordinate(i, full_h, h, sub.1))
+            .collect();
+        let mut map_x =
+            Mat::new_rows_cols_with_default(h as i32, w as i32, core::CV_32FC1, Scalar::all(0.0))?;
+        let mut map_y =
+            Mat::new_rows_cols_with_default(h as i32, w as i32, core::CV_32FC1, Scalar::all(0.0))?;
+        {
+            let mx = map_x.data_typed_mut::<f32>()?;
+            let my = map_y.data_typed_mut::<f32>()?;
+            for r in 0..h {
+                mx[r * w..(r + 1) * w].copy_from_slice(&xs);
+                my[r * w..(r + 1) * w].fill(ys[r]);
+            }
+        }
+        *maps = Some(ChromaMaps { key, map_x, map_y });
+    }
+    let maps = maps.as_ref().expect("built above");
+    let mut dst = planes.get(index)?;
+    let before = dst.data();
+    imgproc::remap(
+        src,
+        &mut dst,
+        &maps.map_x,
+        &maps.map_y,
+        imgproc::INTER_LINEAR,
+        core::BORDER_REPLICATE,
+        Scalar::all(0.0),
+    )?;
+    if dst.data() != before {
+        planes.set(index, dst)?;
     }
     Ok(())
 }
