@@ -23,6 +23,7 @@ run "README pipeline (installed plugin, no environment variables)" env -u ORT_DY
   segpostproc mode=overlay ! fakesink
 run "snapdragon-camera (videotestsrc, provider=cpu, fakesink)" "$here/snapdragon-camera.sh" --check
 run "virtual-background (blur)" "$here/virtual-background.sh" --check
+run "virtual-background (picture)" "$here/virtual-background.sh" --check --picture /usr/share/doc/opencv-doc/examples/data/fruits.jpg
 run "ffnet-classes (tiny FFNet)" "$here/ffnet-classes.sh" --check
 run "udp-stream (RTP/H.264 over 127.0.0.1)" "$here/udp-stream.sh" --check
 run "embedding examples (Rust, Python)" "$here/check-examples.sh"

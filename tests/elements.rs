@@ -295,21 +295,7 @@ fn run_postproc(
 }
 
 fn to_rgb(buffer: &gst::Buffer, info: &gst_video::VideoInfo) -> (Vec<u8>, usize) {
-    let rgb_info =
-        gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, info.width(), info.height())
-            .build()
-            .unwrap();
-    let mut rgb = gst::Buffer::with_size(rgb_info.size()).unwrap();
-    {
-        let in_frame =
-            gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info).unwrap();
-        let mut out_frame =
-            gst_video::VideoFrameRef::from_buffer_ref_writable(rgb.get_mut().unwrap(), &rgb_info)
-                .unwrap();
-        gst_video::VideoConverter::new(info, &rgb_info, None)
-            .unwrap()
-            .frame_ref(&in_frame, &mut out_frame);
-    }
+    let (rgb, rgb_info) = convert_frame(buffer, info, gst_video::VideoFormat::Rgb);
     let stride = rgb_info.stride()[0] as usize;
     (rgb.map_readable().unwrap().to_vec(), stride)
 }

@@ -653,37 +653,15 @@ fn tiny_frame_round_trip(format: gst_video::VideoFormat, w: u32, h: u32) {
 
 /// A frame's luma (via GStreamer's converter), packed rows.
 fn to_gray(buffer: &gst::Buffer, info: &gst_video::VideoInfo) -> Vec<u8> {
-    let gray_info =
-        gst_video::VideoInfo::builder(gst_video::VideoFormat::Gray8, info.width(), info.height())
-            .build()
-            .unwrap();
-    let mut out = gst::Buffer::with_size(gray_info.size()).unwrap();
-    {
-        let in_frame =
-            gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info).unwrap();
-        let mut out_frame =
-            gst_video::VideoFrameRef::from_buffer_ref_writable(out.get_mut().unwrap(), &gray_info)
-                .unwrap();
-        gst_video::VideoConverter::new(info, &gray_info, None)
-            .unwrap()
-            .frame_ref(&in_frame, &mut out_frame);
-    }
+    let (out, gray_info) = convert_frame(buffer, info, gst_video::VideoFormat::Gray8);
     let caps = gray_info.to_caps().unwrap();
     gray_from_sample(&gst::Sample::builder().buffer(&out).caps(&caps).build()).data
-}
-
-fn is_packed_yuv(f: PixelFormat) -> bool {
-    matches!(f, PixelFormat::Yuy2 | PixelFormat::Uyvy)
 }
 
 #[test]
 fn every_format_at_1x1_and_2x2_passes_the_whole_pipeline() {
     for f in PixelFormat::ALL {
         for (w, h) in [(1, 1), (2, 2), (1, 2), (2, 1), (3, 3)] {
-            if is_packed_yuv(f) && w % 2 == 1 {
-                // Known bug, covered by packed_yuv_frames_of_odd_width_*.
-                continue;
-            }
             tiny_frame_round_trip(gst_format(f), w, h);
         }
     }

@@ -111,3 +111,17 @@ pub fn video_caps() -> gst::Caps {
         .format_list(supported_formats())
         .build()
 }
+
+/// The always src and sink pads of the three elements (all take the same formats).
+pub fn pad_templates() -> Vec<gst::PadTemplate> {
+    let caps = video_caps();
+    [
+        ("src", gst::PadDirection::Src),
+        ("sink", gst::PadDirection::Sink),
+    ]
+    .into_iter()
+    .map(|(name, dir)| {
+        gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps).expect("valid template")
+    })
+    .collect()
+}

@@ -205,3 +205,28 @@ pub fn exact_agreement(a: &Gray, b: &Gray) -> f64 {
     assert_eq!((a.width, a.height), (b.width, b.height), "sizes differ");
     a.data.iter().zip(&b.data).filter(|(x, y)| x == y).count() as f64 / a.data.len() as f64
 }
+
+/// Converts a frame to `format` (same size, default strides) with GStreamer's converter.
+pub fn convert_frame(
+    buffer: &gst::Buffer,
+    info: &gst_video::VideoInfo,
+    format: gst_video::VideoFormat,
+) -> (gst::Buffer, gst_video::VideoInfo) {
+    let out_info = gst_video::VideoInfo::builder(format, info.width(), info.height())
+        .build()
+        .expect("a valid size");
+    let mut out = gst::Buffer::with_size(out_info.size()).expect("memory");
+    {
+        let in_frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info)
+            .expect("a mappable input frame");
+        let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(
+            out.get_mut().expect("fresh"),
+            &out_info,
+        )
+        .expect("a mappable output frame");
+        gst_video::VideoConverter::new(info, &out_info, None)
+            .expect("a converter")
+            .frame_ref(&in_frame, &mut out_frame);
+    }
+    (out, out_info)
+}
