@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Makes models/test_slow_segmenter.onnx: an untrained, deliberately heavy one-channel
-segmenter (about 5.6 G multiply-accumulates, 100-300 ms on a 2-core x86 CPU) for tests and
+segmenter (about 24.5 G multiply-accumulates: 100-300 ms on a 2-core x86 CPU) for tests and
 benchmarks of asynchronous inference, where the model must be slower than the camera.
 
 Input `image` float32 1x3x384x384 (NCHW, [0,1]); output `mask` float32 1x1x384x384
@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def build(size=384, width=32, depth=4, seed=7):
+def build(size=384, width=48, depth=8, seed=7):
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
 

@@ -100,7 +100,7 @@ def main():
     w(f"| segpostproc overlay vs memcpy, 1080p NV12 | {s1080['segpostproc_overlay_ms']:.3f} ms | {s1080['memcpy_ms']:.3f} ms | "
       f"{post_x:.1f}× memcpy | ≤ 5× | {verdict(post_x <= 5)} |")
     oh_note = verdict(overhead <= 3) + (" (negative: the difference is within this machine's noise)" if overhead < 0 else "")
-    w(f"| ffnetinfer vs bare ONNX Runtime `run`, selfie model, {o['threads']} threads (medians of 5 interleaved rounds of {o['frames']} frames) | {o['pipeline_ms']:.2f} ms | "
+    w(f"| ffnetinfer vs bare ONNX Runtime `run`, selfie model, {o['threads']} threads (medians of 9 interleaved rounds of {o['frames']} frames) | {o['pipeline_ms']:.2f} ms | "
       f"{o['bare_ort_ms']:.2f} ms | {overhead:+.1f}% | ≤ 3% | {oh_note} |")
     w(f"| end to end vs Python OpenCV + onnxruntime, vtest.avi {pn['width']}×{pn['height']} | {native['fps']:.1f} fps | "
       f"{pn['fps']:.1f} fps | {ratio_native:.1f}× | — | |")
