@@ -383,7 +383,7 @@ impl InferenceSession {
 
         let mut builder = Session::builder(&rt.environment)
             .map_err(|e| Error::Runtime(format!("cannot create a session builder: {e}")))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| Error::Runtime(e.to_string()))?;
         // Spinning intra-op threads take CPU from the rest of a pipeline (decoder,
         // pre/post-processing, encoder) between inferences.

@@ -22,6 +22,9 @@ static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 // Serialises first loads so two elements starting together do not race.
 static LOADING: Mutex<()> = Mutex::new(());
 
+/// Oldest ONNX Runtime minor version (1.x) that works.
+const MIN_MINOR: u32 = 23;
+
 /// Library file names tried in each directory.
 const LIB_NAMES: [&str; 1] = ["libonnxruntime.so"];
 
@@ -82,6 +85,21 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
     }
     // Last resort: the system loader's search path (LD_LIBRARY_PATH, ld.so.cache).
     let path = chosen.unwrap_or_else(|| PathBuf::from("libonnxruntime.so"));
+    // 1.22 loads (ort's own floor) but aborts the process when a session is created;
+    // refuse it with a message instead, before ort takes the library.
+    if let Some(version) = library_version(&path) {
+        let minor = version
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse::<u32>().ok());
+        if minor.is_some_and(|m| m < MIN_MINOR) {
+            return Err(Error::Runtime(format!(
+                "ONNX Runtime {version} at {} is too old: ffnetseg needs 1.{MIN_MINOR} or newer \
+                 (pip install -U onnxruntime, then make install; or point ORT_DYLIB_PATH at a newer library)",
+                path.display()
+            )));
+        }
+    }
     let builder = ort::init_from(&path).map_err(|e| {
         tried.push(format!("{} ({e})", path.display()));
         Error::Runtime(format!(
@@ -100,7 +118,7 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
                 "could not create the ONNX Runtime environment: {e}"
             ))
         })?;
-    let version = ort_version();
+    let version = library_version(&path).unwrap_or_else(ort_version);
     let _ = RUNTIME.set(Runtime {
         environment,
         library: path,
@@ -112,6 +130,29 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
 /// Whether ONNX Runtime is already loaded in this process.
 pub fn loaded() -> Option<&'static Runtime> {
     RUNTIME.get()
+}
+
+/// The version a libonnxruntime reports (`OrtGetApiBase()->GetVersionString()`), read
+/// without initialising anything; None when it cannot be loaded or asked.
+fn library_version(path: &Path) -> Option<String> {
+    #[repr(C)]
+    struct ApiBase {
+        get_api: *const std::ffi::c_void,
+        get_version_string: unsafe extern "C" fn() -> *const std::ffi::c_char,
+    }
+    // SAFETY: loading runs the library's initialisers (as ort would next); the symbol has
+    // the OrtApiBase signature of onnxruntime_c_api.h, and the returned string is static.
+    unsafe {
+        let lib = libloading::Library::new(path).ok()?;
+        let base: libloading::Symbol<unsafe extern "C" fn() -> *const ApiBase> =
+            lib.get(b"OrtGetApiBase").ok()?;
+        let base = base();
+        if base.is_null() {
+            return None;
+        }
+        let v = ((*base).get_version_string)();
+        (!v.is_null()).then(|| std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned())
+    }
 }
 
 fn ort_version() -> String {

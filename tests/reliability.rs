@@ -463,7 +463,7 @@ fn missing_or_too_old_onnx_runtime_fails_naming_the_library_and_the_fix() {
     check(
         code,
         &text,
-        &[&fake.to_string_lossy(), "1.10.0", "1.22", "ORT_DYLIB_PATH"],
+        &[&fake.to_string_lossy(), "1.10.0", "1.23", "ORT_DYLIB_PATH"],
     );
 
     // (c) ffnetinfer's ort-library names a missing file.
