@@ -10,6 +10,8 @@ mod cvmat;
 pub mod error;
 pub mod frame;
 pub mod inference;
+pub mod kernels;
+mod mask_runs;
 pub mod onnx_proto;
 pub mod plugin_ep;
 pub mod postprocess;

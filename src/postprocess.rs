@@ -18,6 +18,8 @@ use crate::cvmat::{ensure_same_data, mat_over, u8_type};
 use crate::error::{Error, Result};
 use crate::frame::{Colorimetry, FrameViewMut, PixelFormat};
 use crate::inference::OutputSpec;
+use crate::kernels::{self, Route};
+use crate::mask_runs::MaskRuns;
 use crate::preprocess::Region;
 use crate::tensor::Layout;
 
@@ -147,6 +149,9 @@ pub struct Postprocessor {
     labels_small: Mat,
     labels: Mat,
     palette_image: Mat,
+    route: Route,
+    runs: MaskRuns,
+    colour_terms: Vec<u16>,
 }
 
 impl Postprocessor {
@@ -173,6 +178,9 @@ impl Postprocessor {
             labels_small: Mat::default(),
             labels: Mat::default(),
             palette_image: Mat::default(),
+            route: Route::default(),
+            runs: MaskRuns::default(),
+            colour_terms: Vec::new(),
         })
     }
 
@@ -185,6 +193,11 @@ impl Postprocessor {
         config.validate()?;
         self.config = config;
         Ok(())
+    }
+
+    /// Hand-written loops (default) or OpenCV calls only (the reference; benchmarks).
+    pub fn set_route(&mut self, route: Route) {
+        self.route = route;
     }
 
     /// Forgets the temporal state (flush, EOS, caps or model change).
@@ -393,10 +406,43 @@ impl Postprocessor {
 
     /// The hard mask `s_up > threshold` at `size` (u8, 0 or 255).
     fn mask_u8(&mut self, size: Size) -> Result<()> {
-        self.upsampled_u16(size)?;
-        let t = (self.config.threshold as f64 * 65535.0).floor();
-        core::compare(&self.up_u16, &Scalar::all(t), &mut self.hard, core::CMP_GT)?;
+        if self.route == Route::OpenCv {
+            self.upsampled_u16(size)?;
+            let t = (self.config.threshold as f64 * 65535.0).floor();
+            core::compare(&self.up_u16, &Scalar::all(t), &mut self.hard, core::CMP_GT)?;
+            return Ok(());
+        }
+        self.prepare_runs()?;
+        if self.hard.size()? != size || self.hard.typ() != core::CV_8UC1 {
+            self.hard = Mat::new_size_with_default(size, core::CV_8UC1, Scalar::all(0.0))?;
+        }
+        let (cols, rows) = (size.width as usize, size.height as usize);
+        let mask = self.hard.data_bytes_mut()?;
+        self.runs.for_each_row(cols, rows, |y, spans| {
+            let row = &mut mask[y * cols..(y + 1) * cols];
+            row.fill(0);
+            for &(a, b) in spans {
+                row[a..b].fill(255);
+            }
+        });
         Ok(())
+    }
+
+    /// Classifies the smoothed map (cropped to the picture) against the threshold.
+    fn prepare_runs(&mut self) -> Result<()> {
+        let rect = self.crop_rect(0)?;
+        let s = self
+            .smoothed
+            .as_ref()
+            .ok_or_else(|| Error::Input("no model result received yet".into()))?;
+        let stride = s.cols() as usize;
+        self.runs.prepare(
+            s.data_typed::<f32>()?,
+            stride,
+            (rect.x as usize, rect.y as usize),
+            (rect.width as usize, rect.height as usize),
+            self.config.threshold,
+        )
     }
 
     /// alpha = blur(s_up > threshold) at `size` as u8 (0..255); without blur, the hard
@@ -520,6 +566,31 @@ impl Postprocessor {
     ) -> Result<()> {
         let yuv = frame.colorimetry.rgb_to_yuv(color);
         let gray = frame.format == PixelFormat::Gray8;
+        if self.route == Route::HandWritten && self.config.blur <= 1 {
+            // One pass over the masked pixels only (see mask_runs).
+            self.prepare_runs()?;
+            for (plane, div, chans) in plane_channels(frame.format) {
+                let (data, l) = &mut frame.planes[plane];
+                let (cols, rows, stride) = (l.width / div, l.height, l.stride);
+                let cn = chans.len();
+                let mut pixel = [0u8; 4];
+                for (p, ch) in pixel.iter_mut().zip(&chans) {
+                    *p = channel_value(*ch, color, yuv, gray) as u8;
+                }
+                let (keep, terms) = kernels::blend_terms(pixel, opacity);
+                self.colour_terms.clear();
+                self.colour_terms
+                    .extend(terms[..cn].iter().cycle().take(cols * cn).copied());
+                let terms = &self.colour_terms;
+                self.runs.for_each_row(cols, rows, |y, spans| {
+                    let row = &mut data[y * stride..y * stride + cols * cn];
+                    for &(a, b) in spans {
+                        kernels::blend_span(&mut row[a * cn..b * cn], &terms[a * cn..b * cn], keep);
+                    }
+                });
+            }
+            return Ok(());
+        }
         let o = opacity as f64;
         for (plane, div, chans) in plane_channels(frame.format) {
             let (data, l) = &mut frame.planes[plane];

@@ -13,6 +13,7 @@ use opencv::prelude::*;
 use crate::cvmat::{ensure_same_data, mat_over, u8_type};
 use crate::error::{Error, Result};
 use crate::frame::{FrameView, PixelFormat};
+use crate::kernels::{self, Route};
 use crate::tensor::{DType, Layout, Quantization, TensorSpec};
 
 /// `x * scale`, then `(x - mean) / std` per RGB channel.
@@ -96,6 +97,39 @@ pub struct Preprocessor {
     /// Resized luma and interleaved chroma of two-plane formats (NV12, YUY2, …).
     pair: Vector<Mat>,
     fused: Option<Fused>,
+    route: Route,
+    plan: Option<RowPlan>,
+    rows: RowBuffers,
+}
+
+/// Where a YUV format keeps its two chroma channels: (plane, byte offset) of each, the
+/// bytes between samples, the subsampling, and the number of samples per row and rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ChromaLayout {
+    first: (usize, usize),
+    second: (usize, usize),
+    step: usize,
+    sub: (usize, usize),
+    samples: usize,
+    rows: usize,
+}
+
+/// Chroma sampling tables of the hand-written route for one frame geometry.
+struct RowPlan {
+    key: (usize, usize, usize, usize, ChromaLayout),
+    /// Per tensor column: byte index (in a chroma row) of the two taps, and the second's weight.
+    columns: kernels::Taps,
+    /// Per tensor row: the two chroma rows and the second's weight.
+    rows: Vec<(usize, usize, f32)>,
+    /// Chroma bytes of a row that the taps read.
+    row_bytes: usize,
+}
+
+/// One tensor row's scratch: three input channels, three outputs.
+#[derive(Default)]
+struct RowBuffers {
+    inputs: [Vec<f32>; 3],
+    outputs: [Vec<f32>; 3],
 }
 
 /// The fused colour + normalization map for one colour source, with its clip bounds
@@ -103,6 +137,8 @@ pub struct Preprocessor {
 struct Fused {
     source: ColourSource,
     matrix: Mat,
+    /// The same map over the first three input channels plus the offset (hand-written route).
+    rows: [[f32; 4]; 3],
     lo: [f64; 3],
     hi: [f64; 3],
     black: [f64; 3],
@@ -117,9 +153,10 @@ struct ChromaMaps {
     map_y: Mat,
 }
 
-/// Position in a chroma grid (subsampled by `sub`) equivalent to OpenCV's bilinear
-/// sample of output pixel `i` when resizing `full` pixels to `out`.
-fn chroma_coordinate(i: usize, full: usize, out: usize, sub: usize) -> f32 {
+/// The two chroma samples (in a grid subsampled by `sub`) that OpenCV's bilinear sample of
+/// output pixel `i` reads when resizing `full` nearest-upsampled pixels to `out`, and the
+/// second one's weight (0 when both taps fall on the same chroma sample).
+fn chroma_taps(i: usize, full: usize, out: usize, sub: usize) -> (usize, usize, f32) {
     let scale = full as f64 / out as f64;
     let xf = (i as f64 + 0.5) * scale - 0.5;
     let mut x0 = xf.floor();
@@ -134,7 +171,13 @@ fn chroma_coordinate(i: usize, full: usize, out: usize, sub: usize) -> f32 {
     }
     let x1 = (x0 + 1).min(full - 1);
     let (k0, k1) = (x0 / sub, x1 / sub);
-    (k0 as f64 + (k1 as f64 - k0 as f64) * f) as f32
+    (k0, k0 + 1, ((k1 - k0) as f64 * f) as f32)
+}
+
+/// Position in the chroma grid of output pixel `i` (see [`chroma_taps`]).
+fn chroma_coordinate(i: usize, full: usize, out: usize, sub: usize) -> f32 {
+    let (k0, _, w) = chroma_taps(i, full, out, sub);
+    k0 as f32 + w
 }
 
 impl Preprocessor {
@@ -165,11 +208,19 @@ impl Preprocessor {
             luma: Mat::default(),
             pair: Vector::from_iter([Mat::default(), Mat::default()]),
             fused: None,
+            route: Route::default(),
+            plan: None,
+            rows: RowBuffers::default(),
         })
     }
 
     pub fn config(&self) -> &PreprocessConfig {
         &self.config
+    }
+
+    /// Hand-written row loops (default) or OpenCV calls only (the reference; benchmarks).
+    pub fn set_route(&mut self, route: Route) {
+        self.route = route;
     }
 
     /// Where the picture lands in the tensor for a frame of this size.
@@ -209,6 +260,13 @@ impl Preprocessor {
         let region = self.region_for(frame.width, frame.height);
         let size = Size::new(region.width as i32, region.height as i32);
         let interp = self.config.interpolation.cv();
+        if self.route == Route::HandWritten
+            && interp == imgproc::INTER_LINEAR
+            && tensor_is_aligned(out, t.dtype)
+        {
+            self.run_rows(frame, out, region)?;
+            return Ok(region);
+        }
 
         // 1. Resize the planes to the region, then gather them into one 3-channel (or
         //    1/4-channel for gray/RGBx) u8 image whose channel order `colour` describes.
@@ -216,16 +274,7 @@ impl Preprocessor {
 
         // 2. One affine map: colour conversion ∘ scale ∘ mean/std ∘ quantization.
         // The map only changes with the stream's format or colorimetry: built once.
-        if self.fused.as_ref().is_none_or(|f| f.source != colour) {
-            let (rows, lo, hi, black) = self.fused_matrix(&colour);
-            self.fused = Some(Fused {
-                source: colour,
-                matrix: Mat::from_slice_2d(&rows)?,
-                lo,
-                hi,
-                black,
-            });
-        }
+        self.ensure_fused(colour)?;
         let fused = self.fused.as_ref().expect("built above");
         let (lo, hi, black) = (fused.lo, fused.hi, fused.black);
         self.merged
@@ -249,6 +298,156 @@ impl Preprocessor {
         }
         self.write_tensor(out, region)?;
         Ok(region)
+    }
+
+    /// Builds the colour + normalization map when the colour source changes.
+    fn ensure_fused(&mut self, colour: ColourSource) -> Result<()> {
+        if self.fused.as_ref().is_none_or(|f| f.source != colour) {
+            let (rows, lo, hi, black) = self.fused_matrix(&colour);
+            let inputs = rows[0].len() - 1;
+            let mut rows_f32 = [[0.0f32; 4]; 3];
+            for (dst, src) in rows_f32.iter_mut().zip(&rows) {
+                // Inputs beyond the third are padding (RGBx) with coefficient 0.
+                for k in 0..inputs.min(3) {
+                    dst[k] = src[k] as f32;
+                }
+                dst[3] = src[inputs] as f32;
+            }
+            self.fused = Some(Fused {
+                source: colour,
+                matrix: Mat::from_slice_2d(&rows)?,
+                rows: rows_f32,
+                lo,
+                hi,
+                black,
+            });
+        }
+        Ok(())
+    }
+
+    /// The hand-written route: OpenCV resizes the luma (or packed RGB) plane to the
+    /// region; chroma is sampled straight from the frame's chroma plane at the same
+    /// positions as the OpenCV route; colour conversion, normalization, clipping and the
+    /// tensor write are then one pass per tensor row, with no intermediate image.
+    fn run_rows(&mut self, frame: &FrameView<'_>, out: &mut [u8], region: Region) -> Result<()> {
+        let f = frame.format;
+        self.ensure_fused(colour_source(f).with_colorimetry(frame))?;
+        let (w, h) = (region.width, region.height);
+
+        // 1. Luma (or packed pixels) at region size. YUY2/UYVY are read as 2-channel
+        //    pixels; only their luma channel is used from the result.
+        let (data, l) = &frame.planes[0];
+        let (cols, ch) = match f {
+            PixelFormat::Yuy2 | PixelFormat::Uyvy => (frame.width, 2),
+            _ => (l.width, l.channels),
+        };
+        // SAFETY: FrameView::new checked the plane covers `stride * (h-1) + cols*ch` bytes.
+        let src = unsafe { mat_over(data.as_ptr(), l.height, cols, u8_type(ch), l.stride) }?;
+        imgproc::resize(
+            &src,
+            &mut self.luma,
+            Size::new(w as i32, h as i32),
+            0.0,
+            0.0,
+            imgproc::INTER_LINEAR,
+        )?;
+        let luma_offsets = match f {
+            PixelFormat::Uyvy => [1; 3],
+            _ if ch >= 3 => [0, 1, 2],
+            _ => [0; 3],
+        };
+
+        // 2. Chroma sampling tables, rebuilt only when the geometry changes.
+        let chroma = chroma_layout(frame);
+        if let Some(c) = chroma {
+            let key = (frame.width, frame.height, w, h, c);
+            if self.plan.as_ref().is_none_or(|p| p.key != key) {
+                self.plan = Some(RowPlan::new(key));
+            }
+        }
+
+        let t = self.config.target;
+        let fused = self.fused.as_ref().expect("built above");
+        let (m, black) = (fused.rows, fused.black);
+        let lo = fused.lo.map(|v| v as f32);
+        let hi = fused.hi.map(|v| v as f32);
+        if w != t.width || h != t.height {
+            self.fill_padding(out, black)?;
+        }
+        let bufs = &mut self.rows;
+        for v in bufs.inputs.iter_mut().chain(bufs.outputs.iter_mut()) {
+            v.resize(w, 0.0);
+        }
+        let luma = self.luma.data_bytes()?;
+        let plane = t.width * t.height;
+        for r in 0..h {
+            let row = &luma[r * w * ch..(r + 1) * w * ch];
+            let [i0, i1, i2] = &mut bufs.inputs;
+            match (chroma, self.plan.as_ref()) {
+                (Some(c), Some(plan)) => {
+                    kernels::widen_strided(&row[luma_offsets[0]..], ch, i0);
+                    plan.sample_chroma(frame, c, r, [i1, i2]);
+                }
+                _ => {
+                    for (k, dst) in [i0, i1, i2].into_iter().enumerate() {
+                        kernels::widen_strided(&row[luma_offsets[k]..], ch, dst);
+                    }
+                }
+            }
+            let [c0, c1, c2] = &bufs.inputs;
+            let [o0, o1, o2] = &mut bufs.outputs;
+            kernels::affine3([c0, c1, c2], &m, lo, hi, [o0, o1, o2]);
+
+            // 3. Into the tensor, in its layout and element type.
+            let pixel = (region.y + r) * t.width + region.x;
+            let [o0, o1, o2] = &bufs.outputs;
+            match t.dtype {
+                DType::F32 => {
+                    // SAFETY: every bit pattern is a valid f32; alignment was checked.
+                    let (_, out, _) = unsafe { out.align_to_mut::<f32>() };
+                    match t.layout {
+                        Layout::Nhwc => kernels::interleave3_f32(
+                            [o0, o1, o2],
+                            &mut out[pixel * 3..(pixel + w) * 3],
+                        ),
+                        Layout::Nchw => {
+                            for (k, o) in [o0, o1, o2].into_iter().enumerate() {
+                                out[k * plane + pixel..][..w].copy_from_slice(o);
+                            }
+                        }
+                    }
+                }
+                DType::U8 => {
+                    for (k, o) in [o0, o1, o2].into_iter().enumerate() {
+                        match t.layout {
+                            Layout::Nhwc => {
+                                kernels::round_to_u8(o, 3, &mut out[pixel * 3 + k..(pixel + w) * 3])
+                            }
+                            Layout::Nchw => {
+                                kernels::round_to_u8(o, 1, &mut out[k * plane + pixel..][..w])
+                            }
+                        }
+                    }
+                }
+                DType::U16 => {
+                    // SAFETY: every bit pattern is a valid u16; alignment was checked.
+                    let (_, out, _) = unsafe { out.align_to_mut::<u16>() };
+                    for (k, o) in [o0, o1, o2].into_iter().enumerate() {
+                        match t.layout {
+                            Layout::Nhwc => kernels::round_to_u16(
+                                o,
+                                3,
+                                &mut out[pixel * 3 + k..(pixel + w) * 3],
+                            ),
+                            Layout::Nchw => {
+                                kernels::round_to_u16(o, 1, &mut out[k * plane + pixel..][..w])
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn resize_planes(
@@ -488,6 +687,135 @@ impl Preprocessor {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `out` can be viewed as the tensor's element type in place.
+fn tensor_is_aligned(out: &[u8], dtype: DType) -> bool {
+    let align = match dtype {
+        DType::F32 => std::mem::align_of::<f32>(),
+        DType::U16 => std::mem::align_of::<u16>(),
+        DType::U8 => 1,
+    };
+    (out.as_ptr() as usize).is_multiple_of(align)
+}
+
+/// What a format's channels mean before resizing (colorimetry is attached per frame).
+fn colour_source(format: PixelFormat) -> ColourSource {
+    match format {
+        PixelFormat::Nv12 | PixelFormat::I420 | PixelFormat::Yuy2 | PixelFormat::Uyvy => {
+            ColourSource::Yuv { swap_uv: false }
+        }
+        PixelFormat::Nv21 | PixelFormat::Yv12 => ColourSource::Yuv { swap_uv: true },
+        PixelFormat::Gray8 => ColourSource::Gray,
+        _ => ColourSource::Rgb {
+            offsets: format.rgb_offsets().expect("packed RGB family"),
+            channels: format.packed_bytes_per_pixel(),
+        },
+    }
+}
+
+/// Where a YUV frame's chroma is (None for RGB and gray frames).
+fn chroma_layout(frame: &FrameView<'_>) -> Option<ChromaLayout> {
+    let planes = &frame.planes;
+    let layout = |first, second, step, sub, samples, rows| ChromaLayout {
+        first,
+        second,
+        step,
+        sub,
+        samples,
+        rows,
+    };
+    Some(match frame.format {
+        PixelFormat::Nv12 | PixelFormat::Nv21 => {
+            let l = planes[1].1;
+            layout((1, 0), (1, 1), 2, (2, 2), l.width, l.height)
+        }
+        PixelFormat::I420 | PixelFormat::Yv12 => {
+            let l = planes[1].1;
+            layout((1, 0), (2, 0), 1, (2, 2), l.width, l.height)
+        }
+        PixelFormat::Yuy2 | PixelFormat::Uyvy => {
+            // Pixel pairs (an odd width still stores a whole last pair).
+            let pairs = planes[0].1.width / 2;
+            let (u, v) = if frame.format == PixelFormat::Yuy2 {
+                (1, 3)
+            } else {
+                (0, 2)
+            };
+            layout((0, u), (0, v), 4, (2, 1), pairs, frame.height)
+        }
+        _ => return None,
+    })
+}
+
+impl RowPlan {
+    fn new(key: (usize, usize, usize, usize, ChromaLayout)) -> RowPlan {
+        let (full_w, full_h, w, h, c) = key;
+        let last = c.samples.max(1) - 1;
+        let (mut first, mut next, mut weight) = (vec![], vec![], vec![]);
+        for i in 0..w {
+            let (k0, k1, f) = chroma_taps(i, full_w, w, c.sub.0);
+            // Odd widths leave a last pixel without its own chroma pair: replicate.
+            first.push((k0.min(last) * c.step) as u32);
+            next.push((k1.min(last) * c.step) as u32);
+            weight.push(f);
+        }
+        let last_row = c.rows.max(1) - 1;
+        let rows = (0..h)
+            .map(|i| {
+                let (k0, k1, f) = chroma_taps(i, full_h, h, c.sub.1);
+                (k0.min(last_row), k1.min(last_row), f)
+            })
+            .collect();
+        let row_bytes = next.iter().max().map_or(0, |n| *n as usize + c.step);
+        RowPlan {
+            key,
+            columns: kernels::Taps::new(first, next, weight),
+            rows,
+            row_bytes,
+        }
+    }
+
+    /// Both chroma channels of tensor row `r`, two taps per axis straight from the frame.
+    fn sample_chroma(
+        &self,
+        frame: &FrameView<'_>,
+        c: ChromaLayout,
+        r: usize,
+        outputs: [&mut Vec<f32>; 2],
+    ) {
+        let (k0, k1, row_weight) = self.rows[r];
+        // Up to 3 bytes beyond the last tap where the buffer has them: the vector loop
+        // reads 4 bytes per tap.
+        let rows = |plane: usize| {
+            let (data, l) = &frame.planes[plane];
+            let row =
+                |k: usize| &data[k * l.stride..(k * l.stride + self.row_bytes + 3).min(data.len())];
+            (row(k0), row(k1))
+        };
+        let [u, v] = outputs;
+        if c.first.0 == c.second.0 {
+            let (top, bottom) = rows(c.first.0);
+            kernels::sample_rows(
+                top,
+                bottom,
+                &self.columns,
+                row_weight,
+                [Some((c.first.1, u)), Some((c.second.1, v))],
+            );
+        } else {
+            for ((plane, offset), out) in [c.first, c.second].into_iter().zip([u, v]) {
+                let (top, bottom) = rows(plane);
+                kernels::sample_rows(
+                    top,
+                    bottom,
+                    &self.columns,
+                    row_weight,
+                    [Some((offset, out)), None],
+                );
+            }
+        }
     }
 }
 
@@ -756,6 +1084,157 @@ mod tests {
                             "{format:?} {matrix:?} {range:?} channel {}: {got} vs {}",
                             i % 3,
                             rgb[i % 3]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A smooth picture in every format: two gradients and a soft blob.
+    fn smooth_frame(format: PixelFormat, w: usize, h: usize) -> Vec<u8> {
+        let rgb: Vec<[f64; 3]> = (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w) as f64 / w as f64, (i / w) as f64 / h as f64);
+                let blob = (-((x - 0.4).powi(2) + (y - 0.6).powi(2)) * 20.0).exp();
+                [
+                    0.1 + 0.8 * x,
+                    0.2 + 0.6 * y * (1.0 - blob),
+                    0.15 + 0.7 * blob,
+                ]
+            })
+            .collect();
+        let yuv: Vec<[u8; 3]> = rgb.iter().map(|c| encode(*c, 0.299, 0.114, true)).collect();
+        let at = |x: usize, y: usize| yuv[y.min(h - 1) * w + x.min(w - 1)];
+        let mut data = vec![0u8; packed_frame_size(format, w, h)];
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        match format {
+            PixelFormat::Nv12 | PixelFormat::Nv21 | PixelFormat::I420 | PixelFormat::Yv12 => {
+                for y in 0..h {
+                    for x in 0..w {
+                        data[y * w + x] = at(x, y)[0];
+                    }
+                }
+                for y in 0..ch {
+                    for x in 0..cw {
+                        let [_, u, v] = at(2 * x, 2 * y);
+                        let (a, b) = match format {
+                            PixelFormat::Nv12 | PixelFormat::I420 => (u, v),
+                            _ => (v, u),
+                        };
+                        if matches!(format, PixelFormat::Nv12 | PixelFormat::Nv21) {
+                            data[w * h + (y * cw + x) * 2] = a;
+                            data[w * h + (y * cw + x) * 2 + 1] = b;
+                        } else {
+                            data[w * h + y * cw + x] = a;
+                            data[w * h + cw * ch + y * cw + x] = b;
+                        }
+                    }
+                }
+            }
+            PixelFormat::Yuy2 | PixelFormat::Uyvy => {
+                let row = data.len() / h;
+                for y in 0..h {
+                    for x in (0..w).step_by(2) {
+                        let [y0, u, v] = at(x, y);
+                        let y1 = at(x + 1, y)[0];
+                        let px = if format == PixelFormat::Yuy2 {
+                            [y0, u, y1, v]
+                        } else {
+                            [u, y0, v, y1]
+                        };
+                        data[y * row + x * 2..][..4].copy_from_slice(&px);
+                    }
+                }
+            }
+            _ => {
+                let cn = format.packed_bytes_per_pixel();
+                for (i, c) in rgb.iter().enumerate() {
+                    let px = c.map(|v| (v * 255.0).round() as u8);
+                    match format.rgb_offsets() {
+                        Some(o) => {
+                            for k in 0..3 {
+                                data[i * cn + o[k]] = px[k];
+                            }
+                        }
+                        None => data[i] = yuv[i][0],
+                    }
+                }
+            }
+        }
+        data
+    }
+
+    fn tensor_f32(out: &[u8]) -> Vec<f32> {
+        out.chunks_exact(4)
+            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+
+    #[test]
+    fn hand_written_route_matches_the_opencv_route_in_every_format_and_layout() {
+        for format in PixelFormat::ALL {
+            for (fw, fh, tw, th) in [(322, 242, 64, 48), (321, 241, 40, 40), (64, 48, 96, 72)] {
+                let data = smooth_frame(format, fw, fh);
+                let frame = FrameView::packed(format, fw, fh, &data).unwrap();
+                for layout in [Layout::Nhwc, Layout::Nchw] {
+                    for dtype in [DType::F32, DType::U8] {
+                        let mut cfg = config(tw, th, layout, dtype);
+                        cfg.normalization = Normalization {
+                            scale: 1.0 / 255.0,
+                            mean: [0.485, 0.456, 0.406],
+                            std: [0.229, 0.224, 0.225],
+                        };
+                        if dtype == DType::U8 {
+                            cfg.normalization = Normalization::default();
+                        }
+                        if tw == th {
+                            cfg.resize = ResizeMode::Letterbox;
+                        }
+                        let mut ours = Preprocessor::new(cfg.clone()).unwrap();
+                        let mut reference = Preprocessor::new(cfg).unwrap();
+                        reference.set_route(Route::OpenCv);
+                        let size = ours.config().target.byte_size();
+                        // f32 storage keeps the tensor aligned as GStreamer's allocator does.
+                        let mut a = vec![0f32; size.div_ceil(4)];
+                        let mut b = vec![0f32; size.div_ceil(4)];
+                        // SAFETY: plain bytes of f32 storage.
+                        let (a8, b8) = unsafe {
+                            (
+                                std::slice::from_raw_parts_mut(a.as_mut_ptr().cast::<u8>(), size),
+                                std::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<u8>(), size),
+                            )
+                        };
+                        ours.run(&frame, a8).unwrap();
+                        reference.run(&frame, b8).unwrap();
+                        // RGB sources agree to rounding; YUV sources differ by the OpenCV
+                        // route's 8-bit chroma and 1/32-pixel remap positions.
+                        let yuv = format.rgb_offsets().is_none() && format != PixelFormat::Gray8;
+                        let (got, want): (Vec<f32>, Vec<f32>) = match dtype {
+                            DType::F32 => (tensor_f32(a8), tensor_f32(b8)),
+                            _ => (
+                                a8.iter().map(|v| *v as f32 / 255.0).collect(),
+                                b8.iter().map(|v| *v as f32 / 255.0).collect(),
+                            ),
+                        };
+                        // In units of one 8-bit level before normalization.
+                        let level = match dtype {
+                            DType::F32 => 1.0 / 255.0 / 0.224,
+                            _ => 1.0 / 255.0,
+                        };
+                        let tol = match (yuv, dtype) {
+                            (false, DType::F32) => 1e-4,
+                            (false, _) => 1.01 * level,
+                            (true, _) => 2.01 * level,
+                        };
+                        let worst = got
+                            .iter()
+                            .zip(&want)
+                            .map(|(x, y)| (x - y).abs())
+                            .fold(0.0f32, f32::max);
+                        assert!(
+                            worst <= tol,
+                            "{format:?} {fw}×{fh}→{tw}×{th} {layout:?} {dtype:?}: max diff {worst} (tol {tol})"
                         );
                     }
                 }

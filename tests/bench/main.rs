@@ -10,6 +10,7 @@ use gst::prelude::*;
 
 use ffnetseg::frame::{Colorimetry, FrameView, FrameViewMut, PixelFormat, packed_frame_size};
 use ffnetseg::inference::{InferenceSession, OutputSpec, Provider, SessionConfig};
+use ffnetseg::kernels::Route;
 use ffnetseg::postprocess::{PostprocessConfig, Postprocessor, ScoresView};
 use ffnetseg::preprocess::{
     Interpolation, Normalization, PreprocessConfig, Preprocessor, ResizeMode,
@@ -66,50 +67,76 @@ fn stage_benchmarks() {
                 dst.copy_from_slice(&src);
                 std::hint::black_box(&dst);
             });
-            let mut pre = Preprocessor::new(PreprocessConfig {
-                target: selfie_contract(),
-                normalization: Normalization::default(),
-                resize: ResizeMode::Stretch,
-                interpolation: Interpolation::Linear,
-            })
-            .unwrap();
-            let mut tensor = vec![0u8; selfie_contract().byte_size()];
+            let mut tensor = vec![0f32; selfie_contract().byte_size() / 4];
             let view = FrameView::packed(format, w, h, &src).unwrap();
-            let pre_ms = median_ms(7, iters, || {
-                pre.run(&view, &mut tensor).unwrap();
-            });
-            let scores: Vec<f32> = (0..256 * 256)
-                .map(|i| ((i % 256) as f32 / 255.0 + (i / 256) as f32 / 255.0) / 2.0)
-                .collect();
+            let mut pre_ms = [0.0; 2];
+            for (route, ms) in [Route::HandWritten, Route::OpenCv]
+                .into_iter()
+                .zip(&mut pre_ms)
+            {
+                let mut pre = Preprocessor::new(PreprocessConfig {
+                    target: selfie_contract(),
+                    normalization: Normalization::default(),
+                    resize: ResizeMode::Stretch,
+                    interpolation: Interpolation::Linear,
+                })
+                .unwrap();
+                pre.set_route(route);
+                // The tensor as f32 storage: aligned like GStreamer's buffers.
+                let bytes = tensor_bytes(&mut tensor);
+                *ms = median_ms(7, iters, || {
+                    pre.run(&view, bytes).unwrap();
+                });
+            }
             let spec = OutputSpec {
                 classes: 1,
                 width: 256,
                 height: 256,
                 layout: Layout::Nhwc,
             };
-            let mut post = Postprocessor::new(PostprocessConfig {
-                smoothing: 0.5,
-                ..Default::default()
-            })
-            .unwrap();
+            // A diagonal ramp: about 45% of the frame above the 0.55 threshold, with a
+            // long edge; and a map above it everywhere (the blend's worst case).
+            let ramp: Vec<f32> = (0..256 * 256)
+                .map(|i| ((i % 256) as f32 / 255.0 + (i / 256) as f32 / 255.0) / 2.0)
+                .collect();
+            let everywhere = vec![0.9f32; 256 * 256];
             let mut frame = src.clone();
-            let post_ms = median_ms(7, iters, || {
-                post.update(&ScoresView {
-                    data: &scores,
-                    spec,
-                    region: None,
+            let mut overlay = |route: Route, scores: &[f32]| {
+                let mut post = Postprocessor::new(PostprocessConfig {
+                    smoothing: 0.5,
+                    ..Default::default()
                 })
                 .unwrap();
-                let mut fv = FrameViewMut::packed(format, w, h, &mut frame).unwrap();
-                fv.colorimetry = Colorimetry::default();
-                post.render_overlay(&mut fv, [0, 255, 0], 0.5).unwrap();
-            });
+                post.set_route(route);
+                median_ms(7, iters, || {
+                    post.update(&ScoresView {
+                        data: scores,
+                        spec,
+                        region: None,
+                    })
+                    .unwrap();
+                    let mut fv = FrameViewMut::packed(format, w, h, &mut frame).unwrap();
+                    fv.colorimetry = Colorimetry::default();
+                    post.render_overlay(&mut fv, [0, 255, 0], 0.5).unwrap();
+                })
+            };
+            let post_ms = overlay(Route::HandWritten, &ramp);
+            let post_opencv_ms = overlay(Route::OpenCv, &ramp);
+            let post_full_ms = overlay(Route::HandWritten, &everywhere);
             println!(
-                "{{\"bench\": \"stage\", \"size\": \"{label}\", \"format\": \"{}\", \"memcpy_ms\": {memcpy:.4}, \"segpreproc_ms\": {pre_ms:.4}, \"segpostproc_overlay_ms\": {post_ms:.4}}}",
-                format.gst_name()
+                "{{\"bench\": \"stage\", \"size\": \"{label}\", \"format\": \"{}\", \"memcpy_ms\": {memcpy:.4}, \"segpreproc_ms\": {:.4}, \"segpreproc_opencv_ms\": {:.4}, \"segpostproc_overlay_ms\": {post_ms:.4}, \"segpostproc_overlay_opencv_ms\": {post_opencv_ms:.4}, \"segpostproc_overlay_full_mask_ms\": {post_full_ms:.4}}}",
+                format.gst_name(),
+                pre_ms[0],
+                pre_ms[1]
             );
         }
     }
+}
+
+/// Bytes of f32 storage (an aligned tensor buffer).
+fn tensor_bytes(storage: &mut [f32]) -> &mut [u8] {
+    // SAFETY: any f32 storage is valid as bytes; the length is in bytes.
+    unsafe { std::slice::from_raw_parts_mut(storage.as_mut_ptr().cast::<u8>(), storage.len() * 4) }
 }
 
 /// Pushes the same frame `n` times through `chain` (between appsrc and fakesink); returns seconds.

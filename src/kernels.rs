@@ -1,0 +1,353 @@
+//! Hand-written row loops for the hot paths where a benchmark (`make bench`, "hand-written
+//! vs OpenCV route") shows they beat a composition of OpenCV calls: they make one pass
+//! where OpenCV needs several. Each has an OpenCV twin ([`Route::OpenCv`]) that tests
+//! compare it with.
+//!
+//! The loops are plain Rust that the compiler vectorizes. x86-64 builds target the SSE2
+//! baseline, so each loop is also compiled for AVX2 and picked at run time.
+
+/// Which implementation a stage uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Route {
+    /// Fused hand-written loops (the default).
+    #[default]
+    HandWritten,
+    /// Only OpenCV calls: the reference, and the shape an OpenCL (T-API) path would take.
+    OpenCv,
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// Defines `pub fn $name` that runs `$body` built for AVX2 when the CPU has it.
+macro_rules! dispatch {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        pub fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn portable($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            fn avx2($($arg: $ty),*) {
+                portable($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                return unsafe { avx2($($arg),*) };
+            }
+            portable($($arg),*)
+        }
+    };
+}
+
+dispatch! {
+    /// `p = (p·keep + k) >> 8` over a span of pixel bytes, `k` holding each byte's
+    /// `colour·(256 − keep) + 128` (a fixed-point blend with opacity in 1/256 steps;
+    /// 255·256 + 128 fits in 16 bits, so no lane overflows).
+    fn blend_span(pixels: &mut [u8], colour_terms: &[u16], keep: u16) {
+        for (p, k) in pixels.iter_mut().zip(colour_terms) {
+            *p = ((*p as u16 * keep + *k) >> 8) as u8;
+        }
+    }
+}
+
+/// The blend weights for opacity `o` (0..1): `keep` for the frame and, per channel of a
+/// pixel (up to 4), the colour term of [`blend_span`].
+pub fn blend_terms(colour: [u8; 4], opacity: f32) -> (u16, [u16; 4]) {
+    let a = (opacity.clamp(0.0, 1.0) * 256.0).round() as u16;
+    (256 - a, colour.map(|c| c as u16 * a + 128))
+}
+
+dispatch! {
+    /// Every `step`-th byte as f32 (one channel of interleaved pixels).
+    fn widen_strided(src: &[u8], step: usize, dst: &mut [f32]) {
+        if step == 1 {
+            // The common case (a luma plane) as a plain zip, which vectorizes.
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = *s as f32;
+            }
+        } else {
+            for (d, s) in dst.iter_mut().zip(src.iter().step_by(step)) {
+                *d = *s as f32;
+            }
+        }
+    }
+}
+
+/// Horizontal two-tap taps: per output, the index of the first and second sample (in the
+/// row's elements) and the second's weight.
+pub struct Taps {
+    first: Vec<u32>,
+    next: Vec<u32>,
+    weight: Vec<f32>,
+    /// The largest index, so a row can be checked once instead of per element.
+    max_index: usize,
+}
+
+impl Taps {
+    pub fn new(first: Vec<u32>, next: Vec<u32>, weight: Vec<f32>) -> Taps {
+        assert!(first.len() == next.len() && first.len() == weight.len());
+        let max_index = first.iter().chain(&next).max().map_or(0, |m| *m as usize);
+        assert!(
+            max_index < i32::MAX as usize / 2,
+            "taps must fit gather indices"
+        );
+        Taps {
+            first,
+            next,
+            weight,
+            max_index,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.first.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
+    /// Elements a row must have for channel `offset` to be sampled.
+    pub fn row_len(&self, offset: usize) -> usize {
+        self.max_index + offset + 1
+    }
+}
+
+/// Bilinear samples of one or two interleaved byte channels between two rows: per output
+/// `i`, columns `first[i]`/`next[i]` (+ the channel's offset) blended by `weight[i]` in
+/// each row, then the rows blended by `row_weight`. `channels` are the byte offsets of
+/// the channels (the second at most 3 bytes after the first) and their outputs.
+pub fn sample_rows(
+    top: &[u8],
+    bottom: &[u8],
+    taps: &Taps,
+    row_weight: f32,
+    channels: [Option<(usize, &mut [f32])>; 2],
+) {
+    let [first, second] = channels;
+    let Some((offset, out)) = first else { return };
+    let second = second.map(|(o, out)| {
+        assert!(o >= offset && o - offset <= 3, "channels too far apart");
+        (o - offset, out)
+    });
+    let reach = second.as_ref().map_or(0, |(d, _)| *d);
+    assert!(out.len() <= taps.len() && second.as_ref().is_none_or(|(_, o)| o.len() == out.len()));
+    assert!(taps.row_len(offset + reach) <= top.len().min(bottom.len()));
+    let (top, bottom) = (&top[offset..], &bottom[offset..]);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && taps.row_len(3) <= top.len().min(bottom.len()) {
+        // SAFETY: the CPU has AVX2, and every 4-byte read at a tap index stays in both rows.
+        return unsafe { sample_rows_avx2(top, bottom, taps, row_weight, out, second) };
+    }
+    let sample = |i: usize, d: usize| {
+        let (f, n) = (taps.first[i] as usize + d, taps.next[i] as usize + d);
+        let w = taps.weight[i];
+        let (a, b) = (top[f] as f32, top[n] as f32);
+        let (c, e) = (bottom[f] as f32, bottom[n] as f32);
+        let t = a + (b - a) * w;
+        let u = c + (e - c) * w;
+        t + (u - t) * row_weight
+    };
+    let n = out.len();
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = sample(i, 0);
+    }
+    if let Some((d, out)) = second {
+        for (i, o) in out[..n].iter_mut().enumerate() {
+            *o = sample(i, d);
+        }
+    }
+}
+
+/// [`sample_rows`] with AVX2: one 4-byte gather per tap and row serves both channels
+/// (LLVM does not vectorize the gathers itself).
+///
+/// # Safety
+/// Every tap index + 3 must be < both rows' lengths; outputs no longer than the taps.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sample_rows_avx2(
+    top: &[u8],
+    bottom: &[u8],
+    taps: &Taps,
+    row_weight: f32,
+    out: &mut [f32],
+    second: Option<(usize, &mut [f32])>,
+) {
+    use std::arch::x86_64::*;
+    let n = out.len();
+    let (shift, mut second_out) = match second {
+        Some((d, o)) => ((d * 8) as i32, Some(o)),
+        None => (0, None),
+    };
+    let byte = _mm256_set1_epi32(0xff);
+    let wy = _mm256_set1_ps(row_weight);
+    // Multiplies then adds (no FMA): the same rounding as the portable loop.
+    let lerp =
+        |a: __m256, b: __m256, w: __m256| _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), w));
+    let channel = |v: __m256i, s: i32| {
+        _mm256_cvtepi32_ps(_mm256_and_si256(
+            _mm256_srl_epi32(v, _mm_cvtsi32_si128(s)),
+            byte,
+        ))
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 ≤ n ≤ taps.len(); 4-byte reads at tap indices are in bounds (caller).
+        unsafe {
+            let f = _mm256_loadu_si256(taps.first.as_ptr().add(i).cast());
+            let nx = _mm256_loadu_si256(taps.next.as_ptr().add(i).cast());
+            let w = _mm256_loadu_ps(taps.weight.as_ptr().add(i));
+            let ta = _mm256_i32gather_epi32::<1>(top.as_ptr().cast(), f);
+            let tb = _mm256_i32gather_epi32::<1>(top.as_ptr().cast(), nx);
+            let ba = _mm256_i32gather_epi32::<1>(bottom.as_ptr().cast(), f);
+            let bb = _mm256_i32gather_epi32::<1>(bottom.as_ptr().cast(), nx);
+            let value = |s: i32| {
+                let t = lerp(channel(ta, s), channel(tb, s), w);
+                let b = lerp(channel(ba, s), channel(bb, s), w);
+                lerp(t, b, wy)
+            };
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), value(0));
+            if let Some(o) = second_out.as_deref_mut() {
+                _mm256_storeu_ps(o.as_mut_ptr().add(i), value(shift));
+            }
+        }
+        i += 8;
+    }
+    let sample = |j: usize, d: usize| {
+        let (f, nx) = (taps.first[j] as usize + d, taps.next[j] as usize + d);
+        let w = taps.weight[j];
+        let t = top[f] as f32 + (top[nx] as f32 - top[f] as f32) * w;
+        let b = bottom[f] as f32 + (bottom[nx] as f32 - bottom[f] as f32) * w;
+        t + (b - t) * row_weight
+    };
+    for j in i..n {
+        out[j] = sample(j, 0);
+        if let Some(o) = second_out.as_deref_mut() {
+            o[j] = sample(j, shift as usize / 8);
+        }
+    }
+}
+
+dispatch! {
+    /// `out_k = clamp(m_k · (c0, c1, c2, 1), lo_k, hi_k)` for the three output channels.
+    fn affine3(
+        inputs: [&[f32]; 3],
+        m: &[[f32; 4]; 3],
+        lo: [f32; 3],
+        hi: [f32; 3],
+        outputs: [&mut [f32]; 3],
+    ) {
+        let [c0, c1, c2] = inputs;
+        for (k, out) in outputs.into_iter().enumerate() {
+            let [a, b, c, d] = m[k];
+            let (lo, hi) = (lo[k], hi[k]);
+            for (((o, x), y), z) in out.iter_mut().zip(c0).zip(c1).zip(c2) {
+                let v = a * x + b * y + c * z + d;
+                // Written as compares (not f32::clamp) so it vectorizes.
+                *o = if v < lo { lo } else if v > hi { hi } else { v };
+            }
+        }
+    }
+}
+
+dispatch! {
+    /// Interleaves three channel rows into one NHWC row.
+    fn interleave3_f32(inputs: [&[f32]; 3], out: &mut [f32]) {
+        let [a, b, c] = inputs;
+        for (((px, x), y), z) in out.chunks_exact_mut(3).zip(a).zip(b).zip(c) {
+            px[0] = *x;
+            px[1] = *y;
+            px[2] = *z;
+        }
+    }
+}
+
+dispatch! {
+    /// Rounds (half to even, as OpenCV's `convertTo`) and saturates to u8.
+    fn round_to_u8(src: &[f32], step: usize, out: &mut [u8]) {
+        for (o, v) in out.iter_mut().step_by(step).zip(src) {
+            *o = v.round_ties_even() as u8;
+        }
+    }
+}
+
+dispatch! {
+    /// Rounds (half to even) and saturates to u16.
+    fn round_to_u16(src: &[f32], step: usize, out: &mut [u16]) {
+        for (o, v) in out.iter_mut().step_by(step).zip(src) {
+            *o = v.round_ties_even() as u16;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_and_scalar_sampling_agree_exactly() {
+        let row = |seed: usize| -> Vec<u8> {
+            (0..203)
+                .map(|i| ((i * 37 + seed * 11) % 256) as u8)
+                .collect()
+        };
+        let (top, bottom) = (row(1), row(2));
+        // Interleaved pairs (like NV12's UV), 61 outputs (not a multiple of 8).
+        let first: Vec<u32> = (0..61).map(|i| (i * 3 / 2 * 2) as u32).collect();
+        let next: Vec<u32> = first.iter().map(|f| (f + 2).min(196)).collect();
+        let weight: Vec<f32> = (0..61).map(|i| (i % 7) as f32 / 7.0).collect();
+        let taps = Taps::new(first, next, weight);
+        let run = |top: &[u8], bottom: &[u8]| {
+            let (mut u, mut v) = (vec![0.0; 61], vec![0.0; 61]);
+            sample_rows(
+                top,
+                bottom,
+                &taps,
+                0.3,
+                [Some((0, &mut u[..])), Some((1, &mut v[..]))],
+            );
+            (u, v)
+        };
+        // With 3 spare bytes the vector loop may run; without them only the portable one.
+        let tight = taps.row_len(1);
+        let (fast, slow) = (run(&top, &bottom), run(&top[..tight], &bottom[..tight]));
+        assert_eq!(fast, slow);
+        let f = |r: &[u8], i: usize| r[i] as f32;
+        let want = {
+            let (a, b) = (f(&top, 2), f(&top, 4));
+            let (c, d) = (f(&bottom, 2), f(&bottom, 4));
+            let w = 1.0 / 7.0;
+            let t = a + (b - a) * w;
+            t + (c + (d - c) * w - t) * 0.3
+        };
+        assert_eq!(fast.0[1], want, "output 1 reads columns 2 and 4");
+    }
+
+    #[test]
+    fn blend_is_within_one_level_of_the_float_formula_and_exact_at_the_ends() {
+        let pixels: Vec<u8> = (0..=255).collect();
+        for colour in [0u8, 1, 77, 200, 255] {
+            for o in [0.0f32, 0.1, 0.25, 0.5, 0.7, 0.999, 1.0] {
+                let (keep, terms) = blend_terms([colour; 4], o);
+                let terms = vec![terms[0]; 256];
+                let mut out = pixels.clone();
+                blend_span(&mut out, &terms, keep);
+                for (p, q) in pixels.iter().zip(&out) {
+                    let want = *p as f32 * (1.0 - o) + colour as f32 * o;
+                    assert!((*q as f32 - want).abs() <= 1.0, "{p} {colour} {o}: {q}");
+                    if o == 0.0 {
+                        assert_eq!(q, p);
+                    }
+                    if o == 1.0 {
+                        assert_eq!(*q, colour);
+                    }
+                }
+            }
+        }
+    }
+}
