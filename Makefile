@@ -72,6 +72,8 @@ venv: $(VENV)/.installed
 build: deps rust
 	PATH="$$HOME/.cargo/bin:$$PATH" $(CARGO) build --release --workspace
 
+# The QNN wheel's libQnnHtp.so finds its own libc++ through RPATH $ORIGIN/../onnxruntime_qnn.libs:
+# without that folder the plugin registers, but every node silently runs on the CPU.
 install: build venv
 	mkdir -p $(PLUGIN_DIR) $(ORT_DIR)
 	install -m 0644 $(PLUGIN_SO) $(PLUGIN_DIR)/
@@ -81,6 +83,10 @@ install: build venv
 	    [ -e "$$f" ] && install -m 0644 $$f $(ORT_DIR)/; done; \
 	  qnn=$$(ls -d $(VENV)/lib/python3*/site-packages/onnxruntime_qnn 2>/dev/null | head -1); \
 	  if [ -n "$$qnn" ]; then mkdir -p $(ORT_DIR)/qnn && install -m 0644 $$qnn/*.so $(ORT_DIR)/qnn/; \
+	    if [ -d "$$qnn.libs" ]; then mkdir -p $(ORT_DIR)/onnxruntime_qnn.libs && \
+	      install -m 0644 $$qnn.libs/*.so* $(ORT_DIR)/onnxruntime_qnn.libs/; fi; \
+	    if ldd $(ORT_DIR)/qnn/libQnnHtp.so | grep 'not found'; then \
+	      echo "$(ORT_DIR)/qnn/libQnnHtp.so misses the libraries above"; exit 1; fi; \
 	    echo "Installed the QNN plugin execution provider into $(ORT_DIR)/qnn"; fi; \
 	  echo "Installed $(PLUGIN_DIR)/libgstffnetseg.so and $(ORT_DIR)/libonnxruntime.so ($$(basename $$lib))"
 	@gst-inspect-1.0 ffnetseg >/dev/null && echo "gst-inspect-1.0 finds the ffnetseg plugin"

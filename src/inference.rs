@@ -186,6 +186,21 @@ pub fn parse_placements(log: &[String]) -> Vec<Placement> {
     out
 }
 
+/// Why a provider took no nodes, from the first GetCapability failure ONNX Runtime logged:
+/// "OrtEp::GetCapability() for P failed with error: [ONNXRuntimeError] : 11 : EP_FAIL : WHY".
+fn provider_failure(errors: &[String]) -> Option<String> {
+    let m = errors.iter().find(|m| m.contains("GetCapability"))?;
+    let why = m
+        .split_once("failed with error: ")
+        .map_or(m.as_str(), |(_, w)| w);
+    let why = match why.strip_prefix("[ONNXRuntimeError] : ") {
+        // "11 : EP_FAIL : WHY"
+        Some(rest) => rest.splitn(3, " : ").last().unwrap_or(rest),
+        None => why,
+    };
+    Some(why.trim().to_string())
+}
+
 /// "Conv×3, Resize×1" from a list of operator types.
 fn summarize_ops(ops: &[&str]) -> String {
     let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
@@ -401,6 +416,10 @@ impl InferenceSession {
 
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = log.clone();
+        // Errors apart: a provider that fails in GetCapability (e.g. the QNN backend library
+        // cannot be loaded) leaves the session on the CPU, and only this says why.
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let error_sink = errors.clone();
         builder = builder
             .with_logger(Arc::new(
                 move |level: LogLevel,
@@ -408,14 +427,13 @@ impl InferenceSession {
                       _id: &str,
                       _location: &str,
                       message: &str| {
-                    if matches!(
-                        level,
-                        LogLevel::Verbose | LogLevel::Info | LogLevel::Warning
-                    ) {
-                        sink.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(message.to_string());
-                    }
+                    let to = match level {
+                        LogLevel::Verbose | LogLevel::Info | LogLevel::Warning => &sink,
+                        LogLevel::Error | LogLevel::Fatal => &error_sink,
+                    };
+                    to.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(message.to_string());
                 },
             ))
             .map_err(|e| Error::Runtime(e.to_string()))?
@@ -488,14 +506,25 @@ impl InferenceSession {
             )));
         }
         let session = builder.commit_from_file(&load_from).map_err(|e| {
-            Error::Model(format!(
-                "ONNX Runtime cannot load {}: {e}; is it a valid .onnx model?",
-                path.display()
-            ))
+            // A provider that failed (disable-cpu-fallback then refuses the CPU) is not a
+            // broken model.
+            match provider_failure(&errors.lock().unwrap_or_else(|e| e.into_inner())) {
+                Some(why) => Error::Runtime(format!(
+                    "cannot run {} on {active}: {e} ({why})",
+                    path.display()
+                )),
+                None => Error::Model(format!(
+                    "ONNX Runtime cannot load {}: {e}; is it a valid .onnx model?",
+                    path.display()
+                )),
+            }
         })?;
         if std::env::var_os("FFNETSEG_DEBUG_ORTLOG").is_some() {
             for m in log.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 eprintln!("ORTLOG {m}");
+            }
+            for m in errors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                eprintln!("ORTLOG ERROR {m}");
             }
         }
         if let Some(cache) = cache_to_write
@@ -518,11 +547,14 @@ impl InferenceSession {
                 .filter(|p| p.provider == "CPUExecutionProvider")
                 .flat_map(|p| p.ops.iter().map(String::as_str))
                 .collect();
-            let msg = format!(
+            let mut msg = format!(
                 "{on_cpu} of {total} nodes of {} run on the CPU, not on {active}: {}",
                 path.display(),
                 summarize_ops(&ops)
             );
+            if let Some(e) = provider_failure(&errors.lock().unwrap_or_else(|e| e.into_inner())) {
+                msg.push_str(&format!(" ({e})"));
+            }
             if config.disable_cpu_fallback {
                 return Err(Error::Runtime(format!(
                     "{msg}; disable-cpu-fallback is set (quantize the model, or replace those operators)"
@@ -943,6 +975,21 @@ mod tests {
             summarize_ops(&["Resize", "Conv", "Resize"]),
             "Conv×1, Resize×2"
         );
+    }
+
+    #[test]
+    fn a_provider_failure_is_read_from_onnx_runtime_errors() {
+        // As logged when libQnnHtp.so cannot find the wheel's libc++ (x86-64 wheel).
+        let errors = vec![
+            "QNN SetupBackend failed Unable to load backend, error:  libc++-71bc274c.so.1.0: cannot open shared object file".to_string(),
+            "OrtEp::GetCapability() for QNNExecutionProvider failed with error: [ONNXRuntimeError] : 11 : EP_FAIL : QNN SetupBackend failed Unable to load backend, error:  libc++-71bc274c.so.1.0: cannot open shared object file".to_string(),
+        ];
+        assert_eq!(
+            provider_failure(&errors).unwrap(),
+            "QNN SetupBackend failed Unable to load backend, error:  libc++-71bc274c.so.1.0: cannot open shared object file"
+        );
+        // Other errors (a broken model, …) are not a provider failure.
+        assert_eq!(provider_failure(&errors[..1]), None);
     }
 
     #[test]

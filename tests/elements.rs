@@ -620,12 +620,7 @@ fn quantized_model_io_is_quantized_by_segpreproc_and_dequantized_to_scores() {
     assert!(max < 0.05 && mean < 0.01, "max {max}, mean {mean}");
 }
 
-#[test]
-fn qnn_plugin_execution_provider_runs_the_whole_model_when_the_wheel_is_installed() {
-    // `make venv` installs the onnxruntime-qnn wheel; on x86-64 its HTP backend is Qualcomm's
-    // simulator, so this exercises the same plugin registration, device choice and placement
-    // code as a Snapdragon board (only slower).
-    init();
+fn assert_qnn_wheel() {
     let venv_qnn = repo_root().join(".venv/lib/python3.11/site-packages/onnxruntime_qnn");
     let installed = std::env::var_os("HOME")
         .map(|h| std::path::PathBuf::from(h).join(".local/lib/ffnetseg/qnn"));
@@ -633,6 +628,15 @@ fn qnn_plugin_execution_provider_runs_the_whole_model_when_the_wheel_is_installe
         venv_qnn.exists() || installed.as_ref().is_some_and(|p| p.exists()),
         "the onnxruntime-qnn wheel is part of the test set-up (make venv)"
     );
+}
+
+#[test]
+fn qnn_plugin_execution_provider_runs_the_whole_model_when_the_wheel_is_installed() {
+    // `make venv` installs the onnxruntime-qnn wheel; on x86-64 its HTP backend is Qualcomm's
+    // simulator, so this exercises the same plugin registration, device choice and placement
+    // code as a Snapdragon board (only slower).
+    init();
+    assert_qnn_wheel();
     let (input, info) = person_frame(gst_video::VideoFormat::Nv12);
     let run = |provider: &str| {
         let launch = format!(
@@ -662,6 +666,140 @@ fn qnn_plugin_execution_provider_runs_the_whole_model_when_the_wheel_is_installe
         .fold(0f32, f32::max);
     eprintln!("QNN (HTP simulator) vs CPU: max |diff| {max:e}");
     assert!(max < 1e-3, "QNN and CPU disagree by {max}");
+}
+
+#[test]
+fn qnn_context_cache_is_written_then_loaded_and_rebuilt_when_the_model_or_options_change() {
+    use ffnetseg::inference::{InferenceSession, Provider, SessionConfig, parse_provider_options};
+    init();
+    assert_qnn_wheel();
+    let dir = std::env::temp_dir().join(format!("ffnetseg-context-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A copy, so the "changed model" below can keep the path.
+    let model_path = dir.join("model.onnx");
+    std::fs::copy(selfie_model(), &model_path).unwrap();
+    let cache = dir.join("cache");
+    let compiled = cache.join("model.qnn_ctx.onnx");
+    let key = cache.join("model.qnn_ctx.key");
+
+    let open = |cached: bool, options: &str| {
+        let mut c = SessionConfig::new(&model_path);
+        c.provider = Provider::Qnn;
+        // Fails the session if any node is left on the CPU.
+        c.disable_cpu_fallback = true;
+        c.provider_options = parse_provider_options(options).unwrap();
+        c.context_cache = cached.then(|| cache.clone());
+        let t = std::time::Instant::now();
+        let s = InferenceSession::open(&c).unwrap_or_else(|e| panic!("{e}"));
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(s.active_provider(), "qnn");
+        assert!(
+            !s.placements().is_empty()
+                && s.placements()
+                    .iter()
+                    .all(|p| p.provider == "QNNExecutionProvider"),
+            "{:?}",
+            s.placements()
+        );
+        assert!(s.warnings().is_empty(), "{:?}", s.warnings());
+        (s, ms)
+    };
+    let compiles = |s: &InferenceSession| s.notes().iter().any(|n| n.starts_with("compiling"));
+    let loads = |s: &InferenceSession| {
+        s.notes()
+            .iter()
+            .any(|n| n.starts_with("loading the compiled model"))
+    };
+    let scores = |s: &mut InferenceSession| {
+        let spec = s.contract().input;
+        assert_eq!(spec.dtype, ffnetseg::tensor::DType::F32);
+        let input: Vec<u8> = (0..spec.element_count())
+            .flat_map(|i| (((i * 7919) % 1000) as f32 / 1000.0).to_ne_bytes())
+            .collect();
+        let mut out = vec![0f32; s.contract().output.element_count()];
+        s.run(&input, &mut out).unwrap();
+        out
+    };
+    let max_diff = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+
+    let (mut plain, plain_ms) = open(false, "");
+    let want = scores(&mut plain);
+    drop(plain);
+    assert!(!cache.exists(), "no cache without context-cache");
+
+    // First start: compiles and writes the EP-context model and its key.
+    let (mut first, compile_ms) = open(true, "");
+    assert!(compiles(&first), "{:?}", first.notes());
+    assert!(compiled.is_file() && key.is_file());
+    let first_scores = scores(&mut first);
+    drop(first);
+    // Second start: loads it.
+    let (mut second, load_ms) = open(true, "");
+    assert!(loads(&second), "{:?}", second.notes());
+    let second_scores = scores(&mut second);
+    drop(second);
+    eprintln!(
+        "QNN session creation: {plain_ms:.0} ms without a cache, {compile_ms:.0} ms compiling \
+         into it, {load_ms:.0} ms loading it"
+    );
+    // Same compiled graph on the HTP simulator: same scores as the uncached session.
+    for (what, got) in [("compiling", &first_scores), ("cached", &second_scores)] {
+        let d = max_diff(&want, got);
+        assert!(
+            d < 1e-3,
+            "{what} session differs from the uncached one by {d}"
+        );
+    }
+
+    // The element loads the same cache.
+    let (input, info) = person_frame(gst_video::VideoFormat::Nv12);
+    let launch = format!(
+        "segpreproc ! ffnetinfer name=infer provider=qnn disable-cpu-fallback=true \
+         context-cache={} model={}",
+        cache.display(),
+        model_path.display()
+    );
+    let stamp = std::fs::metadata(&compiled).unwrap().modified().unwrap();
+    let mut h = harness(&launch, &info.to_caps().unwrap());
+    assert!(Scores::from_buffer(&h.push_and_pull(input).unwrap()).is_some());
+    let bin = h.element().unwrap().downcast::<gst::Bin>().unwrap();
+    let infer = bin.by_name("infer").unwrap();
+    assert_eq!(infer.property::<String>("active-provider"), "qnn");
+    drop(h);
+    assert_eq!(
+        std::fs::metadata(&compiled).unwrap().modified().unwrap(),
+        stamp,
+        "the element recompiled a valid cache"
+    );
+
+    // Other provider options: rebuilt, then loaded.
+    let old_key = std::fs::read_to_string(&key).unwrap();
+    let (s, _) = open(true, "htp_performance_mode=burst");
+    assert!(compiles(&s), "{:?}", s.notes());
+    drop(s);
+    assert_ne!(std::fs::read_to_string(&key).unwrap(), old_key);
+    let (s, _) = open(true, "htp_performance_mode=burst");
+    assert!(loads(&s), "{:?}", s.notes());
+    drop(s);
+
+    // Another model at the same path: rebuilt, and the session is the new model's.
+    std::fs::copy(model("test_quantized_io_float.onnx"), &model_path).unwrap();
+    let (mut s, _) = open(true, "htp_performance_mode=burst");
+    assert!(compiles(&s), "{:?}", s.notes());
+    assert_eq!(
+        (s.contract().input.width, s.contract().input.height),
+        (64, 64)
+    );
+    assert_eq!(scores(&mut s).len(), 64 * 64);
+    drop(s);
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
