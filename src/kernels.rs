@@ -85,6 +85,9 @@ pub struct Taps {
     weight: Vec<f32>,
     /// The largest index, so a row can be checked once instead of per element.
     max_index: usize,
+    /// `Some(s)` when every second tap is `s` elements after the first (or unused, weight
+    /// 0): then one 4-byte read can fetch both taps of narrow interleaved channels.
+    pair_step: Option<usize>,
 }
 
 impl Taps {
@@ -95,11 +98,24 @@ impl Taps {
             max_index < i32::MAX as usize / 2,
             "taps must fit gather indices"
         );
+        let mut steps = first
+            .iter()
+            .zip(&next)
+            .zip(&weight)
+            .filter(|(_, w)| **w != 0.0)
+            .map(|((f, n), _)| n.wrapping_sub(*f) as usize);
+        let pair_step = match steps.next() {
+            Some(s) if s > 0 && steps.all(|t| t == s) => Some(s),
+            // No weighted second tap at all: any step reads the same values.
+            None => Some(1),
+            _ => None,
+        };
         Taps {
             first,
             next,
             weight,
             max_index,
+            pair_step,
         }
     }
 
@@ -140,6 +156,11 @@ pub fn sample_rows(
     let (top, bottom) = (&top[offset..], &bottom[offset..]);
     #[cfg(target_arch = "x86_64")]
     if has_avx2() && taps.row_len(3) <= top.len().min(bottom.len()) {
+        // Both taps of both channels inside one 4-byte read (NV12's UV pairs, I420's planes).
+        if let Some(step) = taps.pair_step.filter(|s| reach + s <= 3) {
+            // SAFETY: the CPU has AVX2; every 4-byte read at a first tap stays in both rows.
+            return unsafe { sample_pairs_avx2(top, bottom, taps, step, row_weight, out, second) };
+        }
         // SAFETY: the CPU has AVX2, and every 4-byte read at a tap index stays in both rows.
         return unsafe { sample_rows_avx2(top, bottom, taps, row_weight, out, second) };
     }
@@ -159,6 +180,72 @@ pub fn sample_rows(
     if let Some((d, out)) = second {
         for (i, o) in out[..n].iter_mut().enumerate() {
             *o = sample(i, d);
+        }
+    }
+}
+
+/// [`sample_rows`] with AVX2 when the second tap is `step` bytes after the first: one
+/// 4-byte gather per row holds both taps of both channels.
+///
+/// # Safety
+/// Every first-tap index + 3 must be < both rows' lengths; `second`'s byte distance +
+/// `step` ≤ 3; outputs no longer than the taps.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sample_pairs_avx2(
+    top: &[u8],
+    bottom: &[u8],
+    taps: &Taps,
+    step: usize,
+    row_weight: f32,
+    out: &mut [f32],
+    second: Option<(usize, &mut [f32])>,
+) {
+    use std::arch::x86_64::*;
+    let n = out.len();
+    let (distance, mut second_out) = match second {
+        Some((d, o)) => (d, Some(o)),
+        None => (0, None),
+    };
+    let byte = _mm256_set1_epi32(0xff);
+    let wy = _mm256_set1_ps(row_weight);
+    let lerp =
+        |a: __m256, b: __m256, w: __m256| _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), w));
+    let channel = |v: __m256i, byte_index: usize| {
+        let shift = _mm_cvtsi32_si128((byte_index * 8) as i32);
+        _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(v, shift), byte))
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 ≤ n ≤ taps.len(); 4-byte reads at first taps are in bounds (caller).
+        unsafe {
+            let f = _mm256_loadu_si256(taps.first.as_ptr().add(i).cast());
+            let w = _mm256_loadu_ps(taps.weight.as_ptr().add(i));
+            let t = _mm256_i32gather_epi32::<1>(top.as_ptr().cast(), f);
+            let b = _mm256_i32gather_epi32::<1>(bottom.as_ptr().cast(), f);
+            let value = |d: usize| {
+                let upper = lerp(channel(t, d), channel(t, d + step), w);
+                let lower = lerp(channel(b, d), channel(b, d + step), w);
+                lerp(upper, lower, wy)
+            };
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), value(0));
+            if let Some(o) = second_out.as_deref_mut() {
+                _mm256_storeu_ps(o.as_mut_ptr().add(i), value(distance));
+            }
+        }
+        i += 8;
+    }
+    for j in i..n {
+        let sample = |d: usize| {
+            let (f, nx) = (taps.first[j] as usize + d, taps.next[j] as usize + d);
+            let w = taps.weight[j];
+            let t = top[f] as f32 + (top[nx] as f32 - top[f] as f32) * w;
+            let b = bottom[f] as f32 + (bottom[nx] as f32 - bottom[f] as f32) * w;
+            t + (b - t) * row_weight
+        };
+        out[j] = sample(0);
+        if let Some(o) = second_out.as_deref_mut() {
+            o[j] = sample(distance);
         }
     }
 }

@@ -81,10 +81,13 @@ pub struct MaskRuns {
     values: Vec<f32>,
     threshold: f32,
     codes: Vec<u8>,
+    /// One band's cell codes (scratch).
+    band: Vec<u8>,
     /// Runs of equal cell codes, band after band; `band_runs[i]..band_runs[i + 1]`.
     runs: Vec<CellRun>,
     band_runs: Vec<usize>,
-    axes: Option<(Axis, Axis)>,
+    /// Sampling positions per output size (a frame's planes differ: luma, chroma).
+    axes: Vec<(Axis, Axis)>,
     spans: Vec<(usize, usize)>,
 }
 
@@ -96,9 +99,10 @@ impl Default for MaskRuns {
             values: Vec::new(),
             threshold: 0.0,
             codes: Vec::new(),
+            band: Vec::new(),
             runs: Vec::new(),
             band_runs: Vec::new(),
-            axes: None,
+            axes: Vec::new(),
             spans: Vec::new(),
         }
     }
@@ -136,29 +140,41 @@ impl MaskRuns {
         // The margin covers the formula's rounding (a few ulps of values near 1).
         let margin = 1e-5 * threshold.abs().max(1.0);
         let (hi, lo) = (threshold + margin, threshold - margin);
-        self.codes.clear();
-        self.codes.extend(
-            self.values
-                .iter()
-                .map(|&v| ((v > hi) as u8 * ABOVE) | ((v < lo) as u8 * BELOW)),
-        );
+        self.codes.resize(self.values.len(), 0);
+        for (c, v) in self.codes.iter_mut().zip(&self.values) {
+            *c = ((*v > hi) as u8 * ABOVE) | ((*v < lo) as u8 * BELOW);
+        }
         // Cell (i, j) has corners (i|i+1, j|j+1), clamped at the last row and column.
         self.runs.clear();
         self.band_runs.clear();
-        let mut band = vec![0u8; width];
+        self.band.resize(width, 0);
+        let band = &mut self.band;
         for i in 0..height {
             let top = &self.codes[i * width..(i + 1) * width];
             let i1 = (i + 1).min(height - 1);
             let bottom = &self.codes[i1 * width..(i1 + 1) * width];
-            for j in 0..width {
-                let j1 = (j + 1).min(width - 1);
-                band[j] = top[j] & top[j1] & bottom[j] & bottom[j1];
+            // Shifted zips (not j+1 indexing) so the loop vectorizes.
+            for (((b, t), t1), (u, u1)) in band
+                .iter_mut()
+                .zip(top)
+                .zip(&top[1..])
+                .zip(bottom.iter().zip(&bottom[1..]))
+            {
+                *b = t & t1 & u & u1;
             }
+            band[width - 1] = top[width - 1] & bottom[width - 1];
             self.band_runs.push(self.runs.len());
             let mut j = 0;
             while j < width {
                 let code = band[j];
                 let mut k = j + 1;
+                // Eight cells at a time through long runs.
+                let repeated = u64::from_ne_bytes([code; 8]);
+                while k + 8 <= width
+                    && u64::from_ne_bytes(band[k..k + 8].try_into().expect("8 bytes")) == repeated
+                {
+                    k += 8;
+                }
                 while k < width && band[k] == code {
                     k += 1;
                 }
@@ -185,18 +201,22 @@ impl MaskRuns {
         if cols == 0 || rows == 0 || self.width == 0 {
             return;
         }
-        let fresh = |a: &Option<(Axis, Axis)>| {
-            a.as_ref().is_none_or(|(ax, ay)| {
-                ax.src.len() != cols
-                    || ay.src.len() != rows
-                    || ax.src_len != self.width
-                    || ay.src_len != self.height
-            })
+        let (w, h) = (self.width, self.height);
+        let fits = |(ax, ay): &(Axis, Axis)| {
+            ax.src.len() == cols && ay.src.len() == rows && ax.src_len == w && ay.src_len == h
         };
-        if fresh(&self.axes) {
-            self.axes = Some((Axis::new(self.width, cols), Axis::new(self.height, rows)));
-        }
-        let (ax, ay) = self.axes.as_ref().expect("built above");
+        let index = match self.axes.iter().position(fits) {
+            Some(i) => i,
+            None => {
+                // A few sizes at most (one per plane size); drop old ones if sizes change.
+                if self.axes.len() >= 4 {
+                    self.axes.clear();
+                }
+                self.axes.push((Axis::new(w, cols), Axis::new(h, rows)));
+                self.axes.len() - 1
+            }
+        };
+        let (ax, ay) = &self.axes[index];
         let (w, h, t) = (self.width, self.height, self.threshold);
         for y in 0..rows {
             let band = ay.src[y] as usize;

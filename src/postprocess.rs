@@ -880,6 +880,80 @@ mod tests {
     }
 
     #[test]
+    fn hand_written_overlay_and_mask_match_the_opencv_route() {
+        use crate::frame::packed_frame_size;
+        let (sw, sh) = (40, 30);
+        let blob: Vec<f32> = (0..sw * sh)
+            .map(|i| {
+                let (x, y) = ((i % sw) as f32 / sw as f32, (i / sw) as f32 / sh as f32);
+                (-((x - 0.5).powi(2) + (y - 0.4).powi(2)) * 12.0).exp()
+            })
+            .collect();
+        let (scores, spec) = one_channel(&blob, sw, sh);
+        for format in [
+            PixelFormat::Nv12,
+            PixelFormat::I420,
+            PixelFormat::Rgbx,
+            PixelFormat::Yuy2,
+        ] {
+            for (w, h) in [(321, 241), (640, 360)] {
+                for opacity in [0.5, 1.0] {
+                    let frame: Vec<u8> = (0..packed_frame_size(format, w, h))
+                        .map(|i| (i * 7 % 253) as u8)
+                        .collect();
+                    let mut outs = Vec::new();
+                    let mut masks = Vec::new();
+                    for route in [Route::HandWritten, Route::OpenCv] {
+                        let mut post = Postprocessor::new(PostprocessConfig::default()).unwrap();
+                        post.set_route(route);
+                        let view = ScoresView {
+                            data: &scores,
+                            spec,
+                            region: None,
+                        };
+                        post.update(&view).unwrap();
+                        let mut data = frame.clone();
+                        let mut fv = FrameViewMut::packed(format, w, h, &mut data).unwrap();
+                        post.render_overlay(&mut fv, [255, 0, 0], opacity).unwrap();
+                        outs.push(data);
+                        let mut mask = vec![0u8; w * h];
+                        let mut mv =
+                            FrameViewMut::packed(PixelFormat::Gray8, w, h, &mut mask).unwrap();
+                        post.render_gray(GrayKind::Mask, &mut mv).unwrap();
+                        masks.push(mask);
+                    }
+                    let fg = masks[0].iter().filter(|m| **m == 255).count();
+                    assert!(
+                        fg > w * h / 20 && fg < w * h / 2,
+                        "{format:?}: {fg} foreground pixels"
+                    );
+                    // Masks: the same but for rounding right at the threshold.
+                    let mask_diff = masks[0]
+                        .iter()
+                        .zip(&masks[1])
+                        .filter(|(a, b)| a != b)
+                        .count();
+                    assert!(
+                        mask_diff * 2000 < w * h,
+                        "{format:?} {w}×{h}: {mask_diff} mask pixels differ"
+                    );
+                    // Blends: within one level (fixed point vs addWeighted), except at those pixels.
+                    let far = outs[0]
+                        .iter()
+                        .zip(&outs[1])
+                        .filter(|(a, b)| (**a as i32 - **b as i32).abs() > 1)
+                        .count();
+                    assert!(
+                        far * 500 < outs[0].len(),
+                        "{format:?} {w}×{h} o={opacity}: {far} bytes differ"
+                    );
+                    assert_ne!(outs[0], frame, "{format:?}: nothing painted");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn smoothing_follows_the_exponential_average_and_resets() {
         let mut post = Postprocessor::new(PostprocessConfig {
             smoothing: 0.5,
