@@ -8,6 +8,11 @@
 //! (`threshold`); `alpha = blur(m, k×k)` (`blur`); overlay
 //! `out = frame·(1 − o·alpha) + colour·o·alpha` (`blendLinear`), plane by plane in the
 //! frame's own format.
+//!
+//! The hard mask and the overlay without blur have a hand-written route ([`Route`], the
+//! default): `mask_runs` finds the masked pixels of each row without upsampling the map,
+//! and only those are blended (`kernels::blend_span`). The OpenCV route (`resize`,
+//! `compare`, `addWeighted`, masked copy) is the tests' reference.
 
 use opencv::core::{self, Mat, Rect, Scalar, Size, Vector};
 use opencv::imgproc;
@@ -556,8 +561,9 @@ impl Postprocessor {
     /// `out = frame·(1 − o·alpha) + colour·o·alpha`, in place, in the frame's format.
     ///
     /// Alpha is computed at each plane's own resolution (chroma planes are subsampled).
-    /// With a hard mask (blur = 1) the blend is two u8 passes: `addWeighted` and a masked
-    /// copy; soft edges need per-pixel weights (`blendLinear`).
+    /// With a hard mask (blur = 1) the hand-written route blends only the masked pixels
+    /// (opacity in 1/256 steps); the OpenCV route uses `addWeighted` and a masked copy.
+    /// Soft edges need per-pixel weights (`blendLinear`).
     pub fn render_overlay(
         &mut self,
         frame: &mut FrameViewMut<'_>,

@@ -2,9 +2,15 @@
 //!
 //! Work is proportional to the model's input, not the camera frame: the frame's planes
 //! are resized first (OpenCV `resize`), then colour conversion, scaling, mean/std and
-//! quantization are applied as one affine map per channel at model resolution
-//! (OpenCV `transform`). OpenCV's own `cvtColor` only knows BT.601; the matrix route
-//! handles BT.601 and BT.709, limited and full range alike.
+//! quantization are applied as one affine map per channel at model resolution.
+//! OpenCV's own `cvtColor` only knows BT.601; the matrix route handles BT.601 and BT.709,
+//! limited and full range alike.
+//!
+//! Two routes compute the same tensor ([`Route`]): the hand-written one (default, bilinear
+//! only) resizes the luma with OpenCV, samples the chroma straight from the frame and does
+//! colour, normalization, clipping and the tensor write in one pass per tensor row
+//! (`kernels`); the OpenCV route (`remap` for the chroma, `merge`, `transform`, clips,
+//! `convertTo`) is the tests' reference and serves the other interpolations.
 
 use opencv::core::{self, Mat, Scalar, Size, Vector};
 use opencv::imgproc;
