@@ -4,7 +4,9 @@
 //! compare it with.
 //!
 //! The loops are plain Rust that the compiler vectorizes. x86-64 builds target the SSE2
-//! baseline, so each loop is also compiled for AVX2 and picked at run time.
+//! baseline, so each loop is also compiled for AVX2 and picked at run time. The chroma
+//! gathers are the exception: LLVM does not vectorize them, so their AVX2 versions use
+//! intrinsics, tested against the portable loop (aarch64 builds run the portable loops).
 
 /// Which implementation a stage uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
