@@ -89,6 +89,7 @@ pub struct Taps {
     max_index: usize,
     /// `Some(s)` when every second tap is `s` elements after the first (or unused, weight
     /// 0): then one 4-byte read can fetch both taps of narrow interleaved channels.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pair_step: Option<usize>,
 }
 
