@@ -107,6 +107,12 @@ pub fn parse_provider_options(s: &str) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// Checks the options of a session that will use QNN; warnings join `warnings`.
+fn check_qnn_session_options(config: &SessionConfig, warnings: &mut Vec<String>) -> Result<()> {
+    warnings.extend(crate::qnn_options::check(&config.provider_options)?);
+    Ok(())
+}
+
 /// The model's output: one image-shaped score tensor at model resolution.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OutputSpec {
@@ -199,6 +205,31 @@ fn provider_failure(errors: &[String]) -> Option<String> {
         None => why,
     };
     Some(why.trim().to_string())
+}
+
+/// Why an execution provider failed when the session was created, from ONNX Runtime's
+/// error: the provider refused its options ("...CreateProvider(...) [ONNXRuntimeError] : 1 :
+/// FAIL : WHY") or could not compile the graph ("[ONNXRuntimeError] : 11 : EP_FAIL : WHY").
+fn provider_start_failure(error: &str, ep_failure: bool) -> Option<String> {
+    let cpu_refused = error.contains("fallback to CPU EP has been explicitly disabled");
+    if !ep_failure
+        && !error.contains("CreateProvider")
+        && !error.contains(": EP_FAIL :")
+        && !cpu_refused
+    {
+        return None;
+    }
+    let Some((_, last)) = error.rsplit_once("[ONNXRuntimeError] : ") else {
+        return Some(error.trim().to_string());
+    };
+    // "1 : FAIL : WHY"
+    Some(
+        last.splitn(3, " : ")
+            .last()
+            .unwrap_or(last)
+            .trim()
+            .to_string(),
+    )
 }
 
 /// "Conv×3, Resize×1" from a list of operator types.
@@ -395,6 +426,10 @@ impl InferenceSession {
         static CREATING: Mutex<()> = Mutex::new(());
         let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
         let mut warnings = Vec::new();
+        if config.provider == Provider::Qnn {
+            // Before anything is compiled or cached; provider=auto checks once it picks QNN.
+            check_qnn_session_options(config, &mut warnings)?;
+        }
 
         let mut builder = Session::builder(&rt.environment)
             .map_err(|e| Error::Runtime(format!("cannot create a session builder: {e}")))?
@@ -508,12 +543,52 @@ impl InferenceSession {
         let session = builder.commit_from_file(&load_from).map_err(|e| {
             // A provider that failed (disable-cpu-fallback then refuses the CPU) is not a
             // broken model.
-            match provider_failure(&errors.lock().unwrap_or_else(|e| e.into_inner())) {
-                Some(why) => Error::Runtime(format!(
+            let failed_start = (active != Provider::Cpu.name())
+                .then(|| {
+                    let ep_failure = e.code() == ort::error::ErrorCode::ExecutionProviderFailure;
+                    provider_start_failure(&e.to_string(), ep_failure)
+                })
+                .flatten();
+            let errors = errors.lock().unwrap_or_else(|e| e.into_inner());
+            let failure = provider_failure(&errors);
+            // What the provider itself logged, e.g. "Unsupported nodes in QNN EP: …".
+            let detail = failed_start.as_ref().and_then(|why| {
+                let m = errors
+                    .iter()
+                    .find(|m| !why.contains(m.as_str()) && !m.contains(why.as_str()))?;
+                let short: String = m.chars().take(300).collect();
+                Some(if short.len() < m.len() {
+                    format!(" ({short}…)")
+                } else {
+                    format!(" ({short})")
+                })
+            });
+            let failed_start = failed_start.map(|why| why + &detail.unwrap_or_default());
+            match (failure, failed_start) {
+                (Some(why), _) => Error::Runtime(format!(
                     "cannot run {} on {active}: {e} ({why})",
                     path.display()
                 )),
-                None => Error::Model(format!(
+                // E.g. the QNN EP refusing an option combination (enable_htp_fp16_precision=1
+                // without soc_model), or failing to compile the graph.
+                (None, Some(why)) => {
+                    let options = config
+                        .provider_options
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    Error::Runtime(format!(
+                        "the {active} execution provider failed on {}{}: {why}",
+                        path.display(),
+                        if options.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" with provider-options \"{options}\"")
+                        }
+                    ))
+                }
+                (None, None) => Error::Model(format!(
                     "ONNX Runtime cannot load {}: {e}; is it a valid .onnx model?",
                     path.display()
                 )),
@@ -905,6 +980,9 @@ fn register_provider(
             builder = b;
             match r {
                 Ok(device) => {
+                    if auto {
+                        check_qnn_session_options(config, warnings)?;
+                    }
                     notes.push(format!("QNN plugin execution provider on {device}"));
                     return Ok((builder, p.name().to_string()));
                 }
@@ -912,7 +990,12 @@ fn register_provider(
             }
         }
         match builder.with_execution_providers([dispatch.error_on_failure()]) {
-            Ok(b) => return Ok((b, p.name().to_string())),
+            Ok(b) => {
+                if auto && p == Provider::Qnn {
+                    check_qnn_session_options(config, warnings)?;
+                }
+                return Ok((b, p.name().to_string()));
+            }
             Err(e) => {
                 reasons.push(format!("{} (built in): {e}", p.name()));
                 builder = e.recover();
@@ -1004,5 +1087,48 @@ mod tests {
         assert!(parse_provider_options("backend_type").is_err());
         assert!(parse_provider_options("=htp").is_err());
         assert!(parse_provider_options("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_provider_that_fails_to_start_is_read_from_the_session_error() {
+        let refused = "/onnxruntime_src/onnxruntime/core/session/plugin_ep/ep_plugin_provider_interfaces.cc:393 \
+            virtual std::unique_ptr<onnxruntime::IExecutionProvider> onnxruntime::PluginExecutionProviderFactory::CreateProvider(const OrtSessionOptions&, const OrtLogger&) \
+            [ONNXRuntimeError] : 1 : FAIL : FP16 precision mode is enabled but soc_model is not specified. Both parameters must be set together for FP16 precision support.";
+        assert_eq!(
+            provider_start_failure(refused, false).unwrap(),
+            "FP16 precision mode is enabled but soc_model is not specified. Both parameters must be set together for FP16 precision support."
+        );
+        assert_eq!(
+            provider_start_failure(
+                "[ONNXRuntimeError] : 11 : EP_FAIL : Failed to compose Qnn graph.",
+                false
+            )
+            .unwrap(),
+            "Failed to compose Qnn graph."
+        );
+        assert_eq!(
+            provider_start_failure("[ONNXRuntimeError] : 1 : FAIL : This session contains graph nodes that are assigned to the default CPU EP, but fallback to CPU EP has been explicitly disabled by the user.", false)
+                .unwrap(),
+            "This session contains graph nodes that are assigned to the default CPU EP, but fallback to CPU EP has been explicitly disabled by the user."
+        );
+        assert_eq!(
+            provider_start_failure("Failed to compose Qnn graph.", true).unwrap(),
+            "Failed to compose Qnn graph."
+        );
+        assert_eq!(
+            provider_start_failure(
+                "fallback to CPU EP has been explicitly disabled by the user.",
+                false
+            )
+            .unwrap(),
+            "fallback to CPU EP has been explicitly disabled by the user."
+        );
+        assert_eq!(
+            provider_start_failure(
+                "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model failed",
+                false
+            ),
+            None
+        );
     }
 }

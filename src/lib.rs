@@ -4,6 +4,8 @@
 //! - [`preprocess`]: any camera frame → the model's input tensor (segpreproc).
 //! - [`inference`]: ONNX Runtime session and model contract (ffnetinfer).
 //! - [`postprocess`]: smoothing, upsampling, threshold, blur and rendering (segpostproc).
+//! - [`kernels`]: the hand-written row loops of the pre- and post-processing hot paths.
+//! - [`qnn_options`]: checks of the QNN execution provider's options.
 
 pub mod classes;
 mod cvmat;
@@ -16,6 +18,7 @@ pub mod onnx_proto;
 pub mod plugin_ep;
 pub mod postprocess;
 pub mod preprocess;
+pub mod qnn_options;
 pub mod runtime;
 pub mod tensor;
 

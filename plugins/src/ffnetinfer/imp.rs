@@ -197,6 +197,7 @@ fn open_engine(settings: &Settings) -> Result<(Engine, Vec<String>), OpenError> 
     };
     let session = InferenceSession::open(&config).map_err(|e| match e {
         ffnetseg::Error::Runtime(_) => fail(OpenErrorKind::Runtime, e.to_string()),
+        ffnetseg::Error::Config(_) => fail(OpenErrorKind::Settings, e.to_string()),
         _ => fail(OpenErrorKind::Model, e.to_string()),
     })?;
     let contract = session.contract().clone();
