@@ -2,7 +2,7 @@
 # Cross-compiles the plugin (libgstffnetseg.so) for 64-bit Arm Linux boards
 # (aarch64-unknown-linux-gnu: RB3 Gen2 / QCS6490, QCS8550, Raspberry Pi 4/5, …) on an x86_64
 # Debian/Ubuntu machine, then checks the result: an AArch64 ELF whose NEEDED libraries are
-# only GStreamer, GLib, OpenCV core/imgproc and the C/C++ runtime. See docs/cross-compile.md.
+# only GStreamer, GLib, OpenCV core/imgproc/imgcodecs and the C/C++ runtime. See docs/cross-compile.md.
 #
 #   docs/cross-aarch64.sh [--sysroot DIR] [--suite bookworm] [--mirror URL] [--target-dir DIR]
 #                         [--check-only] [--qemu] [--print-env]
@@ -51,7 +51,7 @@ cross_env() {
   export PKG_CONFIG_PATH_aarch64_unknown_linux_gnu=""
   # Debian's libopencv-core-dev has no opencv4.pc (libopencv-dev, which has it, pulls in all
   # of OpenCV): name the two modules the engine uses.
-  export OPENCV_LINK_LIBS=opencv_core,opencv_imgproc
+  export OPENCV_LINK_LIBS=opencv_core,opencv_imgproc,opencv_imgcodecs
   export OPENCV_LINK_PATHS=$lib
   export OPENCV_INCLUDE_PATHS=$sysroot/usr/include/opencv4,$sysroot/usr/include/aarch64-linux-gnu/opencv4
   export OPENCV_DISABLE_PROBES=pkg_config,cmake,vcpkg_cmake,vcpkg
@@ -110,7 +110,7 @@ if [ "$check_only" = 0 ]; then
     [ "$suite" = bookworm ] && sources+=("deb http://deb.debian.org/debian-security bookworm-security main")
     mode=root; [ "$(id -u)" = 0 ] || mode=unshare
     mmdebstrap --variant=extract --architectures=arm64 --mode=$mode \
-      --include=libgstreamer1.0-dev,libgstreamer-plugins-base1.0-dev,libopencv-core-dev,libopencv-imgproc-dev,libc6-dev,libstdc++-12-dev \
+      --include=libgstreamer1.0-dev,libgstreamer-plugins-base1.0-dev,libopencv-core-dev,libopencv-imgproc-dev,libopencv-imgcodecs-dev,libc6-dev,libstdc++-12-dev \
       "$suite" "$sysroot" "${sources[@]}"
     touch "$sysroot/.complete"
   fi
@@ -133,9 +133,9 @@ glibc=$(readelf -V "$so" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
 echo "newest glibc symbol version: $glibc"
 fail=0
 [ "$machine" = "AArch64" ] || { echo "cross check: FAIL — not an AArch64 ELF"; fail=1; }
-# Allowed: GStreamer core/base/video, GLib/GObject, OpenCV core+imgproc, C/C++ runtime.
+# Allowed: GStreamer core/base/video, GLib/GObject, OpenCV core+imgproc+imgcodecs, C/C++ runtime.
 # ONNX Runtime must NOT be here: the plugin dlopens it at run time (ort's load-dynamic).
-allowed='^(libgst(reamer|base|video)-1\.0\.so\.0|lib(glib|gobject|gmodule|gio)-2\.0\.so\.0|libopencv_(core|imgproc)\.so\.[0-9a-z.]+|libstdc\+\+\.so\.6|libgcc_s\.so\.1|libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|ld-linux-aarch64\.so\.1)$'
+allowed='^(libgst(reamer|base|video)-1\.0\.so\.0|lib(glib|gobject|gmodule|gio)-2\.0\.so\.0|libopencv_(core|imgproc|imgcodecs)\.so\.[0-9a-z.]+|libstdc\+\+\.so\.6|libgcc_s\.so\.1|libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|ld-linux-aarch64\.so\.1)$'
 while read -r lib; do
   [ -z "$lib" ] && continue
   grep -Eq "$allowed" <<<"$lib" || { echo "cross check: FAIL — unexpected NEEDED $lib"; fail=1; }
@@ -162,7 +162,7 @@ if [ ! -e "$runroot/.complete" ]; then
   [ "$suite" = bookworm ] && sources+=("deb http://deb.debian.org/debian-security bookworm-security main")
   mode=root; [ "$(id -u)" = 0 ] || mode=unshare
   mmdebstrap --variant=extract --architectures=arm64 --mode=$mode \
-    --include=gstreamer1.0-tools,gstreamer1.0-plugins-base,libopencv-core406,libopencv-imgproc406 \
+    --include=gstreamer1.0-tools,gstreamer1.0-plugins-base,libopencv-core406,libopencv-imgproc406,libopencv-imgcodecs406 \
     "$suite" "$runroot" "${sources[@]}"
   # Debian selects BLAS/LAPACK with update-alternatives, which an extract does not run.
   ln -sf lapack/liblapack.so.3 "$runroot/usr/lib/aarch64-linux-gnu/liblapack.so.3"

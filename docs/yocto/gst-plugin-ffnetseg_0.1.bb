@@ -32,9 +32,9 @@ DEPENDS += " \
 # Build only the plugin crate of the workspace.
 CARGO_BUILD_FLAGS += "-p gstffnetseg --lib"
 
-# The opencv crate: link core and imgproc from the target sysroot, parse headers with the
+# The opencv crate: link core, imgproc and imgcodecs from the target sysroot, parse headers with the
 # native libclang (see "Pitfalls" in docs/cross-compile.md).
-export OPENCV_LINK_LIBS = "opencv_core,opencv_imgproc"
+export OPENCV_LINK_LIBS = "opencv_core,opencv_imgproc,opencv_imgcodecs"
 export OPENCV_LINK_PATHS = "${STAGING_LIBDIR}"
 export OPENCV_INCLUDE_PATHS = "${STAGING_INCDIR}/opencv4"
 export OPENCV_DISABLE_PROBES = "pkg_config,cmake,vcpkg_cmake,vcpkg"
