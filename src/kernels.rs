@@ -160,46 +160,45 @@ pub fn sample_rows(
     #[cfg(target_arch = "x86_64")]
     if has_avx2() && taps.row_len(3) <= top.len().min(bottom.len()) {
         // Both taps of both channels inside one 4-byte read (NV12's UV pairs, I420's planes).
-        if let Some(step) = taps.pair_step.filter(|s| reach + s <= 3) {
-            // SAFETY: the CPU has AVX2; every 4-byte read at a first tap stays in both rows.
-            return unsafe { sample_pairs_avx2(top, bottom, taps, step, row_weight, out, second) };
-        }
+        let pair_step = taps.pair_step.filter(|s| reach + s <= 3);
         // SAFETY: the CPU has AVX2, and every 4-byte read at a tap index stays in both rows.
-        return unsafe { sample_rows_avx2(top, bottom, taps, row_weight, out, second) };
+        return unsafe { sample_rows_avx2(top, bottom, taps, pair_step, row_weight, out, second) };
     }
-    let sample = |i: usize, d: usize| {
-        let (f, n) = (taps.first[i] as usize + d, taps.next[i] as usize + d);
-        let w = taps.weight[i];
-        let (a, b) = (top[f] as f32, top[n] as f32);
-        let (c, e) = (bottom[f] as f32, bottom[n] as f32);
-        let t = a + (b - a) * w;
-        let u = c + (e - c) * w;
-        t + (u - t) * row_weight
-    };
     let n = out.len();
     for (i, o) in out.iter_mut().enumerate() {
-        *o = sample(i, 0);
+        *o = sample_at(top, bottom, taps, i, 0, row_weight);
     }
     if let Some((d, out)) = second {
         for (i, o) in out[..n].iter_mut().enumerate() {
-            *o = sample(i, d);
+            *o = sample_at(top, bottom, taps, i, d, row_weight);
         }
     }
 }
 
-/// [`sample_rows`] with AVX2 when the second tap is `step` bytes after the first: one
-/// 4-byte gather per row holds both taps of both channels.
+/// One output of [`sample_rows`], channel at byte `d`: columns first, then rows.
+#[inline(always)]
+fn sample_at(top: &[u8], bottom: &[u8], taps: &Taps, i: usize, d: usize, row_weight: f32) -> f32 {
+    let (f, n) = (taps.first[i] as usize + d, taps.next[i] as usize + d);
+    let w = taps.weight[i];
+    let t = top[f] as f32 + (top[n] as f32 - top[f] as f32) * w;
+    let b = bottom[f] as f32 + (bottom[n] as f32 - bottom[f] as f32) * w;
+    t + (b - t) * row_weight
+}
+
+/// [`sample_rows`] with AVX2 gathers, 8 outputs at a time (LLVM does not vectorize the
+/// gathers). One 4-byte gather per tap and row serves both channels; with `pair_step`
+/// (the second tap that many bytes after the first) one gather per row holds both taps.
 ///
 /// # Safety
-/// Every first-tap index + 3 must be < both rows' lengths; `second`'s byte distance +
-/// `step` ≤ 3; outputs no longer than the taps.
+/// Every tap index + 3 must be < both rows' lengths; with `pair_step`, the second channel's
+/// distance + step ≤ 3; outputs no longer than the taps.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn sample_pairs_avx2(
+unsafe fn sample_rows_avx2(
     top: &[u8],
     bottom: &[u8],
     taps: &Taps,
-    step: usize,
+    pair_step: Option<usize>,
     row_weight: f32,
     out: &mut [f32],
     second: Option<(usize, &mut [f32])>,
@@ -212,23 +211,35 @@ unsafe fn sample_pairs_avx2(
     };
     let byte = _mm256_set1_epi32(0xff);
     let wy = _mm256_set1_ps(row_weight);
+    // Multiplies then adds (no FMA): the same rounding as the portable loop.
     let lerp =
         |a: __m256, b: __m256, w: __m256| _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), w));
-    let channel = |v: __m256i, byte_index: usize| {
-        let shift = _mm_cvtsi32_si128((byte_index * 8) as i32);
+    // Byte `index` of each 32-bit lane, as f32.
+    let lane_byte = |v: __m256i, index: usize| {
+        let shift = _mm_cvtsi32_si128((index * 8) as i32);
         _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(v, shift), byte))
     };
     let mut i = 0;
     while i + 8 <= n {
-        // SAFETY: i + 8 ≤ n ≤ taps.len(); 4-byte reads at first taps are in bounds (caller).
+        // SAFETY: i + 8 ≤ n ≤ taps.len(); 4-byte reads at tap indices are in bounds (caller).
         unsafe {
             let f = _mm256_loadu_si256(taps.first.as_ptr().add(i).cast());
             let w = _mm256_loadu_ps(taps.weight.as_ptr().add(i));
-            let t = _mm256_i32gather_epi32::<1>(top.as_ptr().cast(), f);
-            let b = _mm256_i32gather_epi32::<1>(bottom.as_ptr().cast(), f);
+            let ta = _mm256_i32gather_epi32::<1>(top.as_ptr().cast(), f);
+            let ba = _mm256_i32gather_epi32::<1>(bottom.as_ptr().cast(), f);
+            // The second taps: further bytes of the same reads, or reads of their own.
+            let (tb, bb, further) = match pair_step {
+                Some(step) => (ta, ba, step),
+                None => {
+                    let nx = _mm256_loadu_si256(taps.next.as_ptr().add(i).cast());
+                    let tb = _mm256_i32gather_epi32::<1>(top.as_ptr().cast(), nx);
+                    let bb = _mm256_i32gather_epi32::<1>(bottom.as_ptr().cast(), nx);
+                    (tb, bb, 0)
+                }
+            };
             let value = |d: usize| {
-                let upper = lerp(channel(t, d), channel(t, d + step), w);
-                let lower = lerp(channel(b, d), channel(b, d + step), w);
+                let upper = lerp(lane_byte(ta, d), lane_byte(tb, d + further), w);
+                let lower = lerp(lane_byte(ba, d), lane_byte(bb, d + further), w);
                 lerp(upper, lower, wy)
             };
             _mm256_storeu_ps(out.as_mut_ptr().add(i), value(0));
@@ -239,86 +250,9 @@ unsafe fn sample_pairs_avx2(
         i += 8;
     }
     for j in i..n {
-        let sample = |d: usize| {
-            let (f, nx) = (taps.first[j] as usize + d, taps.next[j] as usize + d);
-            let w = taps.weight[j];
-            let t = top[f] as f32 + (top[nx] as f32 - top[f] as f32) * w;
-            let b = bottom[f] as f32 + (bottom[nx] as f32 - bottom[f] as f32) * w;
-            t + (b - t) * row_weight
-        };
-        out[j] = sample(0);
+        out[j] = sample_at(top, bottom, taps, j, 0, row_weight);
         if let Some(o) = second_out.as_deref_mut() {
-            o[j] = sample(distance);
-        }
-    }
-}
-
-/// [`sample_rows`] with AVX2: one 4-byte gather per tap and row serves both channels
-/// (LLVM does not vectorize the gathers itself).
-///
-/// # Safety
-/// Every tap index + 3 must be < both rows' lengths; outputs no longer than the taps.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sample_rows_avx2(
-    top: &[u8],
-    bottom: &[u8],
-    taps: &Taps,
-    row_weight: f32,
-    out: &mut [f32],
-    second: Option<(usize, &mut [f32])>,
-) {
-    use std::arch::x86_64::*;
-    let n = out.len();
-    let (shift, mut second_out) = match second {
-        Some((d, o)) => ((d * 8) as i32, Some(o)),
-        None => (0, None),
-    };
-    let byte = _mm256_set1_epi32(0xff);
-    let wy = _mm256_set1_ps(row_weight);
-    // Multiplies then adds (no FMA): the same rounding as the portable loop.
-    let lerp =
-        |a: __m256, b: __m256, w: __m256| _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), w));
-    let channel = |v: __m256i, s: i32| {
-        _mm256_cvtepi32_ps(_mm256_and_si256(
-            _mm256_srl_epi32(v, _mm_cvtsi32_si128(s)),
-            byte,
-        ))
-    };
-    let mut i = 0;
-    while i + 8 <= n {
-        // SAFETY: i + 8 ≤ n ≤ taps.len(); 4-byte reads at tap indices are in bounds (caller).
-        unsafe {
-            let f = _mm256_loadu_si256(taps.first.as_ptr().add(i).cast());
-            let nx = _mm256_loadu_si256(taps.next.as_ptr().add(i).cast());
-            let w = _mm256_loadu_ps(taps.weight.as_ptr().add(i));
-            let ta = _mm256_i32gather_epi32::<1>(top.as_ptr().cast(), f);
-            let tb = _mm256_i32gather_epi32::<1>(top.as_ptr().cast(), nx);
-            let ba = _mm256_i32gather_epi32::<1>(bottom.as_ptr().cast(), f);
-            let bb = _mm256_i32gather_epi32::<1>(bottom.as_ptr().cast(), nx);
-            let value = |s: i32| {
-                let t = lerp(channel(ta, s), channel(tb, s), w);
-                let b = lerp(channel(ba, s), channel(bb, s), w);
-                lerp(t, b, wy)
-            };
-            _mm256_storeu_ps(out.as_mut_ptr().add(i), value(0));
-            if let Some(o) = second_out.as_deref_mut() {
-                _mm256_storeu_ps(o.as_mut_ptr().add(i), value(shift));
-            }
-        }
-        i += 8;
-    }
-    let sample = |j: usize, d: usize| {
-        let (f, nx) = (taps.first[j] as usize + d, taps.next[j] as usize + d);
-        let w = taps.weight[j];
-        let t = top[f] as f32 + (top[nx] as f32 - top[f] as f32) * w;
-        let b = bottom[f] as f32 + (bottom[nx] as f32 - bottom[f] as f32) * w;
-        t + (b - t) * row_weight
-    };
-    for j in i..n {
-        out[j] = sample(j, 0);
-        if let Some(o) = second_out.as_deref_mut() {
-            o[j] = sample(j, shift as usize / 8);
+            o[j] = sample_at(top, bottom, taps, j, distance, row_weight);
         }
     }
 }
@@ -416,6 +350,27 @@ mod tests {
             t + (c + (d - c) * w - t) * 0.3
         };
         assert_eq!(fast.0[1], want, "output 1 reads columns 2 and 4");
+
+        // Pixel pairs 4 bytes apart (like YUY2's U and V at bytes 1 and 3): the second taps
+        // need gathers of their own.
+        let first: Vec<u32> = (0..45).map(|i| (i * 17 / 16 * 4) as u32).collect();
+        let next: Vec<u32> = first.iter().map(|f| (f + 4).min(192)).collect();
+        let weight: Vec<f32> = (0..45).map(|i| (i % 5) as f32 / 5.0).collect();
+        let taps = Taps::new(first, next, weight);
+        assert_eq!(taps.pair_step, Some(4));
+        let run = |top: &[u8], bottom: &[u8]| {
+            let (mut u, mut v) = (vec![0.0; 45], vec![0.0; 45]);
+            sample_rows(
+                top,
+                bottom,
+                &taps,
+                0.6,
+                [Some((1, &mut u[..])), Some((3, &mut v[..]))],
+            );
+            (u, v)
+        };
+        let tight = taps.row_len(3);
+        assert_eq!(run(&top, &bottom), run(&top[..tight], &bottom[..tight]));
     }
 
     #[test]
