@@ -462,6 +462,7 @@ impl Preprocessor {
         size: Size,
         interp: i32,
     ) -> Result<ColourSource> {
+        // The merged image's channels are in the order `colour_source` describes.
         let f = frame.format;
         let plane_mat = |i: usize, channels_override: Option<(usize, usize)>| -> Result<Mat> {
             let (data, l) = &frame.planes[i];
@@ -479,13 +480,6 @@ impl Preprocessor {
             | PixelFormat::Gray8 => {
                 let src = plane_mat(0, None)?;
                 imgproc::resize(&src, &mut self.merged, size, 0.0, 0.0, interp)?;
-                Ok(match f.rgb_offsets() {
-                    Some(o) => ColourSource::Rgb {
-                        offsets: o,
-                        channels: f.packed_bytes_per_pixel(),
-                    },
-                    None => ColourSource::Gray,
-                })
             }
             PixelFormat::Nv12 | PixelFormat::Nv21 => {
                 let y = plane_mat(0, None)?;
@@ -502,9 +496,6 @@ impl Preprocessor {
                     interp,
                 )?;
                 core::merge(&self.pair, &mut self.merged)?;
-                Ok(ColourSource::Yuv {
-                    swap_uv: f == PixelFormat::Nv21,
-                })
             }
             PixelFormat::I420 | PixelFormat::Yv12 => {
                 let y = plane_mat(0, None)?;
@@ -523,9 +514,6 @@ impl Preprocessor {
                     )?;
                 }
                 core::merge(&self.planes, &mut self.merged)?;
-                Ok(ColourSource::Yuv {
-                    swap_uv: f == PixelFormat::Yv12,
-                })
             }
             PixelFormat::Yuy2 | PixelFormat::Uyvy => {
                 // Seen as 2-channel pixels the luma is one channel; seen as 4-channel
@@ -567,10 +555,9 @@ impl Preprocessor {
                 )?;
                 self.chroma_split = chroma;
                 core::merge(&self.pair, &mut self.merged)?;
-                Ok(ColourSource::Yuv { swap_uv: false })
             }
         }
-        .map(|c| c.with_colorimetry(frame))
+        Ok(colour_source(f).with_colorimetry(frame))
     }
 
     /// Rows of the per-channel affine map and the clip bounds, in the tensor's units.
