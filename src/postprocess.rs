@@ -156,6 +156,8 @@ pub struct Postprocessor {
     palette_image: Mat,
     route: Route,
     runs: MaskRuns,
+    /// Whether `runs` holds the current map and threshold (all planes share them).
+    runs_ready: bool,
     colour_terms: Vec<u16>,
 }
 
@@ -185,6 +187,7 @@ impl Postprocessor {
             palette_image: Mat::default(),
             route: Route::default(),
             runs: MaskRuns::default(),
+            runs_ready: false,
             colour_terms: Vec::new(),
         })
     }
@@ -197,6 +200,7 @@ impl Postprocessor {
     pub fn set_config(&mut self, config: PostprocessConfig) -> Result<()> {
         config.validate()?;
         self.config = config;
+        self.runs_ready = false;
         Ok(())
     }
 
@@ -207,6 +211,7 @@ impl Postprocessor {
 
     /// Forgets the temporal state (flush, EOS, caps or model change).
     pub fn reset(&mut self) {
+        self.runs_ready = false;
         self.smoothed = None;
         self.smoothed_classes = None;
         self.spec = None;
@@ -219,6 +224,7 @@ impl Postprocessor {
 
     /// Feeds one model result: computes p_t and updates s_t.
     pub fn update(&mut self, scores: &ScoresView<'_>) -> Result<()> {
+        self.runs_ready = false;
         let spec = scores.spec;
         if scores.data.len() != spec.element_count() {
             return Err(Error::Input(format!(
@@ -417,14 +423,27 @@ impl Postprocessor {
             core::compare(&self.up_u16, &Scalar::all(t), &mut self.hard, core::CMP_GT)?;
             return Ok(());
         }
-        self.prepare_runs()?;
         if self.hard.size()? != size || self.hard.typ() != core::CV_8UC1 {
             self.hard = Mat::new_size_with_default(size, core::CV_8UC1, Scalar::all(0.0))?;
         }
         let (cols, rows) = (size.width as usize, size.height as usize);
-        let mask = self.hard.data_bytes_mut()?;
+        let mut hard = std::mem::take(&mut self.hard);
+        let written = self.write_mask(hard.data_bytes_mut()?, cols, cols, rows);
+        self.hard = hard;
+        written
+    }
+
+    /// The hard mask (0/255) from the runs into rows of `cols` bytes, `stride` apart.
+    fn write_mask(
+        &mut self,
+        out: &mut [u8],
+        stride: usize,
+        cols: usize,
+        rows: usize,
+    ) -> Result<()> {
+        self.prepare_runs()?;
         self.runs.for_each_row(cols, rows, |y, spans| {
-            let row = &mut mask[y * cols..(y + 1) * cols];
+            let row = &mut out[y * stride..y * stride + cols];
             row.fill(0);
             for &(a, b) in spans {
                 row[a..b].fill(255);
@@ -433,8 +452,12 @@ impl Postprocessor {
         Ok(())
     }
 
-    /// Classifies the smoothed map (cropped to the picture) against the threshold.
+    /// Classifies the smoothed map (cropped to the picture) against the threshold, once
+    /// per result or setting change.
     fn prepare_runs(&mut self) -> Result<()> {
+        if self.runs_ready {
+            return Ok(());
+        }
         let rect = self.crop_rect(0)?;
         let s = self
             .smoothed
@@ -447,7 +470,9 @@ impl Postprocessor {
             (rect.x as usize, rect.y as usize),
             (rect.width as usize, rect.height as usize),
             self.config.threshold,
-        )
+        )?;
+        self.runs_ready = true;
+        Ok(())
     }
 
     /// alpha = blur(s_up > threshold) at `size` as u8 (0..255); without blur, the hard
@@ -541,6 +566,11 @@ impl Postprocessor {
         let mut dst = unsafe { mat_over(data.as_mut_ptr(), h, w, core::CV_8UC1, l.stride) }?;
         let ptr = dst.data();
         match kind {
+            GrayKind::Mask if self.route == Route::HandWritten && self.config.blur <= 1 => {
+                // Straight into the output buffer: no frame-sized copy.
+                let stride = l.stride;
+                self.write_mask(data, stride, w, h)?;
+            }
             GrayKind::Mask => {
                 self.alpha_u8(Size::new(w as i32, h as i32))?;
                 self.alpha.copy_to(&mut dst)?;
