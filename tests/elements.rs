@@ -2,7 +2,6 @@
 //! strides, passthrough of the frame, and the metadata each element attaches.
 
 use gst::prelude::*;
-use gst_video::prelude::*;
 
 use ffnetseg::frame::PixelFormat;
 use ffnetseg::tensor::Layout;
@@ -19,23 +18,8 @@ fn two_colour_frame(
     width: u32,
     height: u32,
 ) -> (gst::Buffer, gst_video::VideoInfo) {
-    init();
-    let rgb_info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width, height)
-        .build()
-        .unwrap();
-    let mut rgb = gst::Buffer::with_size(rgb_info.size()).unwrap();
-    {
-        let buf = rgb.get_mut().unwrap();
-        let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &rgb_info).unwrap();
-        let stride = frame.plane_stride()[0] as usize;
-        let data = frame.plane_data_mut(0).unwrap();
-        for y in 0..height as usize {
-            for x in 0..width as usize {
-                let c = if x < width as usize / 2 { LEFT } else { RIGHT };
-                data[y * stride + x * 3..y * stride + x * 3 + 3].copy_from_slice(&c);
-            }
-        }
-    }
+    let half = width as usize / 2;
+    let (rgb, rgb_info) = painted_rgb(width, height, |x, _| if x < half { LEFT } else { RIGHT });
     padded_frame(&rgb, &rgb_info, format)
 }
 
@@ -57,36 +41,10 @@ fn padded_frame(
     rgb_info: &gst_video::VideoInfo,
     format: gst_video::VideoFormat,
 ) -> (gst::Buffer, gst_video::VideoInfo) {
-    let (width, height) = (rgb_info.width(), rgb_info.height());
-    // Padding: 16 extra bytes on every row of every plane.
-    let mut info = gst_video::VideoInfo::builder(format, width, height)
-        .build()
-        .unwrap();
-    let mut align = gst_video::VideoAlignment::new(0, 0, 16, 0, &[0; gst_video::VIDEO_MAX_PLANES]);
-    info.align(&mut align).unwrap();
-    let mut out = gst::Buffer::from_mut_slice(vec![0xEEu8; info.size()]);
-    {
-        let buf = out.get_mut().unwrap();
-        let in_frame =
-            gst_video::VideoFrameRef::from_buffer_ref_readable(rgb.as_ref(), rgb_info).unwrap();
-        let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info).unwrap();
-        let conv = gst_video::VideoConverter::new(rgb_info, &info, None).unwrap();
-        conv.frame_ref(&in_frame, &mut out_frame);
-    }
-    {
-        let buf = out.get_mut().unwrap();
-        gst_video::VideoMeta::add_full(
-            buf,
-            gst_video::VideoFrameFlags::empty(),
-            format,
-            width,
-            height,
-            &info.offset()[..info.n_planes() as usize],
-            &info.stride()[..info.n_planes() as usize],
-        )
-        .unwrap();
-        buf.set_pts(gst::ClockTime::from_mseconds(40));
-    }
+    let (mut out, info) = convert_frame_padded(rgb, rgb_info, format);
+    out.get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_mseconds(40));
     (out, info)
 }
 

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
-use gst_video::prelude::*;
 
 use ffnetseg::frame::PixelFormat;
 use ffnetseg_tests::*;
@@ -147,54 +146,12 @@ fn frame(
     padded: bool,
     paint: impl Fn(usize, usize) -> [u8; 3],
 ) -> (gst::Buffer, gst_video::VideoInfo) {
-    init();
-    let rgb_info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width, height)
-        .build()
-        .unwrap();
-    let mut rgb = gst::Buffer::with_size(rgb_info.size()).unwrap();
-    {
-        let buf = rgb.get_mut().unwrap();
-        let mut f = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &rgb_info).unwrap();
-        let stride = f.plane_stride()[0] as usize;
-        let data = f.plane_data_mut(0).unwrap();
-        for y in 0..height as usize {
-            for x in 0..width as usize {
-                data[y * stride + x * 3..][..3].copy_from_slice(&paint(x, y));
-            }
-        }
-    }
-    let mut info = gst_video::VideoInfo::builder(format, width, height)
-        .build()
-        .unwrap();
+    let (rgb, rgb_info) = painted_rgb(width, height, paint);
     if padded {
-        let mut align =
-            gst_video::VideoAlignment::new(0, 0, 16, 0, &[0; gst_video::VIDEO_MAX_PLANES]);
-        info.align(&mut align).unwrap();
+        convert_frame_padded(&rgb, &rgb_info, format)
+    } else {
+        convert_frame(&rgb, &rgb_info, format)
     }
-    let mut out = gst::Buffer::from_mut_slice(vec![0xEEu8; info.size()]);
-    {
-        let buf = out.get_mut().unwrap();
-        let in_frame =
-            gst_video::VideoFrameRef::from_buffer_ref_readable(rgb.as_ref(), &rgb_info).unwrap();
-        let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info).unwrap();
-        gst_video::VideoConverter::new(&rgb_info, &info, None)
-            .unwrap()
-            .frame_ref(&in_frame, &mut out_frame);
-    }
-    if padded {
-        let n = info.n_planes() as usize;
-        gst_video::VideoMeta::add_full(
-            out.get_mut().unwrap(),
-            gst_video::VideoFrameFlags::empty(),
-            format,
-            width,
-            height,
-            &info.offset()[..n],
-            &info.stride()[..n],
-        )
-        .unwrap();
-    }
-    (out, info)
 }
 
 fn solid(

@@ -215,18 +215,81 @@ pub fn convert_frame(
     let out_info = gst_video::VideoInfo::builder(format, info.width(), info.height())
         .build()
         .expect("a valid size");
-    let mut out = gst::Buffer::with_size(out_info.size()).expect("memory");
+    let out = convert_into(buffer, info, &out_info);
+    (out, out_info)
+}
+
+/// Converts a frame to `format` with 16 poisoned (0xEE) bytes after every row of every
+/// plane, and a GstVideoMeta that says where the rows are (reading padding shows).
+pub fn convert_frame_padded(
+    buffer: &gst::Buffer,
+    info: &gst_video::VideoInfo,
+    format: gst_video::VideoFormat,
+) -> (gst::Buffer, gst_video::VideoInfo) {
+    let mut out_info = gst_video::VideoInfo::builder(format, info.width(), info.height())
+        .build()
+        .expect("a valid size");
+    let mut align = gst_video::VideoAlignment::new(0, 0, 16, 0, &[0; gst_video::VIDEO_MAX_PLANES]);
+    out_info.align(&mut align).expect("an alignable format");
+    let mut out = convert_into(buffer, info, &out_info);
+    let n = out_info.n_planes() as usize;
+    gst_video::VideoMeta::add_full(
+        out.get_mut().expect("fresh"),
+        gst_video::VideoFrameFlags::empty(),
+        format,
+        out_info.width(),
+        out_info.height(),
+        &out_info.offset()[..n],
+        &out_info.stride()[..n],
+    )
+    .expect("a video meta");
+    (out, out_info)
+}
+
+/// A fresh buffer laid out as `out_info` (0xEE where the converter writes nothing).
+fn convert_into(
+    buffer: &gst::Buffer,
+    info: &gst_video::VideoInfo,
+    out_info: &gst_video::VideoInfo,
+) -> gst::Buffer {
+    let mut out = gst::Buffer::from_mut_slice(vec![0xEEu8; out_info.size()]);
     {
         let in_frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info)
             .expect("a mappable input frame");
         let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(
             out.get_mut().expect("fresh"),
-            &out_info,
+            out_info,
         )
         .expect("a mappable output frame");
-        gst_video::VideoConverter::new(info, &out_info, None)
+        gst_video::VideoConverter::new(info, out_info, None)
             .expect("a converter")
             .frame_ref(&in_frame, &mut out_frame);
     }
-    (out, out_info)
+    out
+}
+
+/// An RGB frame painted by `paint(x, y)`.
+pub fn painted_rgb(
+    width: u32,
+    height: u32,
+    paint: impl Fn(usize, usize) -> [u8; 3],
+) -> (gst::Buffer, gst_video::VideoInfo) {
+    init();
+    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width, height)
+        .build()
+        .expect("a valid size");
+    let mut rgb = gst::Buffer::with_size(info.size()).expect("memory");
+    {
+        let buf = rgb.get_mut().expect("fresh");
+        let mut f = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info)
+            .expect("a mappable frame");
+        let stride = f.plane_stride()[0] as usize;
+        let data = f.plane_data_mut(0).expect("plane 0");
+        for y in 0..height as usize {
+            for x in 0..width as usize {
+                data[y * stride + x * 3..][..3].copy_from_slice(&paint(x, y));
+            }
+        }
+    }
+    (rgb, info)
 }
