@@ -47,8 +47,10 @@ gst-inspect-1.0 ffnetinfer >/dev/null
 
 cc -O1 -g -o "$TMP/cycles" tests/reliability/cycles.c $(pkg-config --cflags --libs gstreamer-1.0)
 
+# --fair-sched: valgrind runs one thread at a time; without fair scheduling the streaming
+# thread can keep the lock for hundreds of frames and starve the state changes of the cycles.
 VG=(valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite,possible
-    --errors-for-leak-kinds=definite --num-callers=40 --track-origins=no
+    --errors-for-leak-kinds=definite --num-callers=40 --track-origins=no --fair-sched=yes
     --suppressions="$ROOT/tests/reliability/ffnetseg.supp" --xml=yes)
 export G_SLICE=always-malloc G_DEBUG=gc-friendly
 
