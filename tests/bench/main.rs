@@ -11,7 +11,7 @@ use gst::prelude::*;
 use ffnetseg::frame::{Colorimetry, FrameView, FrameViewMut, PixelFormat, packed_frame_size};
 use ffnetseg::inference::{InferenceSession, OutputSpec, Provider, SessionConfig};
 use ffnetseg::kernels::Route;
-use ffnetseg::postprocess::{PostprocessConfig, Postprocessor, ScoresView};
+use ffnetseg::postprocess::{GrayKind, PostprocessConfig, Postprocessor, ScoresView};
 use ffnetseg::preprocess::{
     Interpolation, Normalization, PreprocessConfig, Preprocessor, ResizeMode,
 };
@@ -131,6 +131,94 @@ fn stage_benchmarks() {
             );
         }
     }
+}
+
+/// The FFNet shape of the stages: 1080p NV12 camera frame, 1024×2048 NCHW f32 tensor,
+/// 19 Cityscapes logits at 128×256. With the model on a GPU (FFNet-40S: ~6 ms on an H200),
+/// these CPU stages decide the frame rate.
+fn multiclass_benchmarks() {
+    opencv::core::set_num_threads(1).expect("OpenCV threads");
+    let (w, h) = (1920, 1080);
+    let format = PixelFormat::Nv12;
+    let src = frame_bytes(format, w, h);
+    let view = FrameView::packed(format, w, h, &src).unwrap();
+    let target = TensorSpec {
+        width: 2048,
+        height: 1024,
+        channels: 3,
+        layout: Layout::Nchw,
+        dtype: DType::F32,
+        quantization: None,
+    };
+    let mut tensor = vec![0f32; target.byte_size() / 4];
+    let mut pre = Preprocessor::new(PreprocessConfig {
+        target,
+        normalization: Normalization::default(),
+        resize: ResizeMode::Stretch,
+        interpolation: Interpolation::Linear,
+    })
+    .unwrap();
+    let bytes = tensor_bytes(&mut tensor);
+    let pre_ms = median_ms(7, 5, || {
+        pre.run(&view, bytes).unwrap();
+    });
+
+    let spec = OutputSpec {
+        classes: 19,
+        width: 256,
+        height: 128,
+        layout: Layout::Nchw,
+    };
+    // Logits with structure: each class wins in its own diagonal band, "person" (11) in
+    // about a fifth of the picture.
+    let plane = 128 * 256;
+    let logits: Vec<f32> = (0..19 * plane)
+        .map(|i| {
+            let (k, p) = (i / plane, i % plane);
+            let band = ((p % 256) / 4 + (p / 256) / 2) % 19;
+            if band == k {
+                4.0
+            } else {
+                ((i * 7) % 13) as f32 * 0.1
+            }
+        })
+        .collect();
+    let mut frame = src.clone();
+    let mut gray = vec![0u8; w * h];
+    let mut post = |mode: &str| {
+        let mut post = Postprocessor::new(PostprocessConfig {
+            smoothing: 0.5,
+            ..Default::default()
+        })
+        .unwrap();
+        median_ms(7, 5, || {
+            post.update(&ScoresView {
+                data: &logits,
+                spec,
+                region: None,
+            })
+            .unwrap();
+            match mode {
+                "mask" => {
+                    let mut out =
+                        FrameViewMut::packed(PixelFormat::Gray8, w, h, &mut gray).unwrap();
+                    post.render_gray(GrayKind::Mask, &mut out).unwrap();
+                }
+                "overlay" => {
+                    let mut fv = FrameViewMut::packed(format, w, h, &mut frame).unwrap();
+                    post.render_overlay(&mut fv, [0, 255, 0], 0.5).unwrap();
+                }
+                _ => {
+                    let mut fv = FrameViewMut::packed(format, w, h, &mut frame).unwrap();
+                    post.render_classes(&mut fv, 0.5).unwrap();
+                }
+            }
+        })
+    };
+    let (mask_ms, overlay_ms, classes_ms) = (post("mask"), post("overlay"), post("classes"));
+    println!(
+        "{{\"bench\": \"stage_multiclass\", \"size\": \"1080p\", \"format\": \"NV12\", \"tensor\": \"1x3x1024x2048 f32\", \"scores\": \"1x19x128x256\", \"segpreproc_ms\": {pre_ms:.3}, \"segpostproc_mask_ms\": {mask_ms:.3}, \"segpostproc_overlay_ms\": {overlay_ms:.3}, \"segpostproc_classes_ms\": {classes_ms:.3}}}"
+    );
 }
 
 /// Bytes of f32 storage (an aligned tensor buffer).
@@ -369,6 +457,9 @@ fn main() {
     let threads = 2;
     if matches!(which, "all" | "stages") {
         stage_benchmarks();
+    }
+    if matches!(which, "all" | "multiclass") {
+        multiclass_benchmarks();
     }
     if matches!(which, "all" | "elements") {
         element_benchmarks(threads);
