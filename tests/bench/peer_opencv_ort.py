@@ -24,7 +24,8 @@ def main():
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--width", type=int, default=0)
     ap.add_argument("--height", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (0: its default)")
+    ap.add_argument("--provider", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--smoothing", type=float, default=0.5)
     ap.add_argument("--threshold", type=float, default=0.55)
     ap.add_argument("--opacity", type=float, default=0.5)
@@ -43,7 +44,10 @@ def main():
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = args.threads
-    sess = ort.InferenceSession(args.model, so, providers=["CPUExecutionProvider"])
+    wanted = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[args.provider]
+    sess = ort.InferenceSession(args.model, so, providers=[wanted])
+    if sess.get_providers()[0] != wanted:  # ORT falls back silently when CUDA cannot load
+        raise SystemExit(f"{wanted} is not available: session runs on {sess.get_providers()}")
     inp = sess.get_inputs()[0]
     shape = inp.shape
     nhwc = shape[3] == 3
@@ -81,7 +85,7 @@ def main():
         "frames": n, "seconds": secs, "fps": n / secs,
         "width": frames[0].shape[1], "height": frames[0].shape[0],
         "pre_ms": 1e3 * t_pre / n, "infer_ms": 1e3 * t_inf / n, "post_ms": 1e3 * t_post / n,
-        "threads": args.threads,
+        "threads": args.threads, "provider": args.provider,
     }))
 
 
