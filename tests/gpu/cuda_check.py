@@ -237,13 +237,52 @@ print(json.dumps({{"providers": s.get_providers(), "p50_ms": float(np.median(t))
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def summary(results: dict) -> str:
+    """Markdown tables of a results.json (docs/gpu.md quotes one)."""
+    def get(key, field, fmt="{:.2f}"):
+        v = results.get(key, {}).get(field)
+        return fmt.format(v) if isinstance(v, (int, float)) else "—"
+
+    f = results.get("facts", {})
+    lines = [f"GPU: {f.get('gpu', '?')}; {f.get('cpu_cores', '?')} CPU cores; "
+             f"onnxruntime-gpu {str(f.get('onnxruntime_python', '?')).split()[0]}; run {results.get('started')}.", "",
+             "| model | ffnetinfer session on CUDA: p50 ms | nodes | on CPU (all cores): p50 ms | CUDA speedup | bare ORT Python on CUDA: p50 ms |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name in ("selfie_fp32", "selfie_w8a8", "ffnet_40s", "ffnet_78s_lowres"):
+        cuda, cpu = results.get(f"profile {name} cuda", {}), results.get(f"profile {name} cpu", {})
+        if "p50_ms" not in cuda:
+            continue
+        speedup = f"{cpu['p50_ms'] / cuda['p50_ms']:.1f}×" if "p50_ms" in cpu else "—"
+        lines.append(f"| {name} | {cuda['p50_ms']:.2f} | {'; '.join(cuda.get('placement', []))} | "
+                     f"{get(f'profile {name} cpu', 'p50_ms')} | {speedup} | {get(f'bare_ort {name} cuda', 'p50_ms')} |")
+    lines += ["", "| 1080p pipeline on real frames (vtest.avi, upscaled) | fps |", "| --- | --- |"]
+    for key in [k for k in results if k.startswith(("e2e", "peer"))]:
+        lines.append(f"| {key} | {get(key, 'fps', '{:.1f}')} |")
+    lines += ["", "| masks, 120 vtest.avi frames | IoU | pixel agreement |", "| --- | --- | --- |"]
+    for key in [k for k in results if k.startswith("numerics")]:
+        r = results[key]
+        for sub, v in ({"": r} if "iou" in r else r).items():
+            if isinstance(v, dict) and "iou" in v:
+                lines.append(f"| {key} {sub} | {v['iou']:.4f} | {v['pixel_agreement']:.5f} |")
+    trt = results.get("profile selfie_fp32 tensorrt", {})
+    if trt:
+        lines += ["", f"provider=tensorrt: ran on `{trt.get('provider', '?')}`; "
+                  f"warning: {(trt.get('warnings') or ['none'])[0][:300]}"]
+    return "\n".join(lines) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", default="out/gpucheck/results")
     ap.add_argument("--bundle")
+    ap.add_argument("--summary", metavar="RESULTS_JSON", help="only print the tables of an earlier run")
     ap.add_argument("--variants", default="ffnet_40s:1024x2048,ffnet_78s_lowres:512x1024",
                     help="FFNet variants to export and run, VARIANT:HxW,...")
     a = ap.parse_args()
+    if a.summary:
+        with open(a.summary) as f:
+            print(summary(json.load(f)), end="")
+        return
     os.makedirs(a.out, exist_ok=True)
     work = "/tmp/ffnetseg-gpucheck"
     os.makedirs(work, exist_ok=True)
@@ -301,6 +340,8 @@ def main():
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
+    with open(os.path.join(a.out, "summary.md"), "w") as f:
+        f.write(summary(results))
 
 
 if __name__ == "__main__":
