@@ -89,13 +89,24 @@ def strict_or_lenient(fn, infer):
     return r
 
 
+RESULTS_PATH = None  # results.json is rewritten after every step: a cut-off run keeps its results
+
+
+ONLY = ()  # --only: run just the steps whose names start with these words
+
+
 def step(results, name, fn):
+    if ONLY and not name.startswith(ONLY + ("facts", "export", "frames")):
+        return
     log(f"== {name}")
     try:
         results[name] = fn()
     except Exception as e:  # one failed step must not hide the others
         results[name] = {"error": str(e)[-2000:]}
     log(json.dumps(results[name], indent=1)[:3000])
+    if RESULTS_PATH:
+        with open(RESULTS_PATH, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 def facts(env):
@@ -154,14 +165,16 @@ with open({path!r}, 'wb') as f:
     run([sys.executable, "-c", code], env)
 
 
-def pipeline(raw, size, frames, infer, post, sink="fakesink sync=false"):
-    """Real frames from a raw file; infer=None: the source alone (what reading costs)."""
+def pipeline(raw, size, frames, infer, post, sink="fakesink sync=false", queues=False):
+    """Real frames from a raw file; infer=None: the source alone (what reading costs).
+    queues: a queue between the elements, so that each stage runs on its own thread."""
     w, h = size
     source = (f"filesrc location={raw} blocksize={w * h * 3 // 2} num-buffers={frames} ! "
               f"rawvideoparse format=i420 width={w} height={h} framerate=30/1 ! ")
     if infer is None:
         return (source + sink).split()
-    return (source + f"segpreproc ! ffnetinfer {infer} ! segpostproc {post} ! {sink}").split()
+    q = "queue max-size-buffers=3 ! " if queues else ""
+    return (source + f"segpreproc ! {q}ffnetinfer {infer} ! {q}segpostproc {post} ! {sink}").split()
 
 
 def numerics(env, raw, model, frames, work):
@@ -185,15 +198,22 @@ print(json.dumps({{"frames": {frames}, "pixel_agreement": float((a == b).mean())
     return {**json.loads(p.stdout), **cuda}
 
 
-def throughput(env, raw, size, infer, post, few=60, many=300):
-    """Frames per second from the difference between a `many`- and a `few`-frame run, so
-    that start-up (session creation, CUDA/cuDNN initialisation) does not count."""
+def throughput(env, raw, size, infer, post, few=60, many=300, queues=False, repeats=3):
+    """Frames per second from gst-launch's "Execution ended after" (PLAYING to EOS: the
+    session is created and the first frame inferred before that, in READY/PAUSED), as the
+    difference between a `many`- and a `few`-frame run; the median of `repeats` pairs."""
+    def execution_s(n, infer):
+        p, _ = run(["gst-launch-1.0"] + pipeline(raw, size, n, infer, post, queues=queues), env)
+        m = re.search(r"Execution ended after (\d+):(\d+):([\d.]+)", p.stdout)
+        if not m:
+            raise RuntimeError(f"no execution time in: {p.stdout[-500:]}")
+        return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+
     def measure(infer):
-        times = {}
-        for n in (few, many):
-            _, times[n] = run(["gst-launch-1.0", "-q"] + pipeline(raw, size, n, infer, post), env)
-        return {"fps": round((many - few) / (times[many] - times[few]), 1),
-                "wall_s": {str(k): round(v, 3) for k, v in times.items()}, "infer": infer}
+        fps = sorted((many - few) / (execution_s(many, infer) - execution_s(few, infer))
+                     for _ in range(repeats))
+        return {"fps": round(fps[len(fps) // 2], 1), "fps_runs": [round(f, 1) for f in fps],
+                "frames": [few, many], "infer": infer, "queues": queues}
 
     return measure(None) if infer is None else strict_or_lenient(measure, infer)
 
@@ -275,6 +295,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="out/gpucheck/results")
     ap.add_argument("--bundle")
+    ap.add_argument("--only", default="", help="comma-separated step prefixes, e.g. e2e,peer")
     ap.add_argument("--summary", metavar="RESULTS_JSON", help="only print the tables of an earlier run")
     ap.add_argument("--variants", default="ffnet_40s:1024x2048,ffnet_78s_lowres:512x1024",
                     help="FFNet variants to export and run, VARIANT:HxW,...")
@@ -284,6 +305,9 @@ def main():
             print(summary(json.load(f)), end="")
         return
     os.makedirs(a.out, exist_ok=True)
+    global RESULTS_PATH, ONLY
+    RESULTS_PATH = os.path.join(a.out, "results.json")
+    ONLY = tuple(x for x in a.only.split(",") if x)
     work = "/tmp/ffnetseg-gpucheck"
     os.makedirs(work, exist_ok=True)
     env = environment(a.bundle)
@@ -322,18 +346,23 @@ def main():
 
         step(results, "numerics selfie_w8a8 vs fp32 (cpu)", against_fp32)
     overlay = "mode=overlay smoothing=0.5"
-    step(results, "e2e 1080p source only", lambda: throughput(env, hd, HD, None, None))
+    step(results, "e2e 1080p source only", lambda: throughput(env, hd, HD, None, None, repeats=1))
     for provider in ("cuda", "cpu"):
         step(results, f"e2e 1080p selfie {provider}",
              lambda p=provider: throughput(env, hd, HD, f"model={SELFIE} provider={p}", overlay))
     if "ffnet_40s" in models:
+        ffnet = f"model={models['ffnet_40s']} provider=cuda"
         step(results, "e2e 1080p ffnet_40s cuda",
-             lambda: throughput(env, hd, HD, f"model={models['ffnet_40s']} provider=cuda", overlay, few=20, many=80))
+             lambda: throughput(env, hd, HD, ffnet, overlay, few=20, many=140))
+        step(results, "e2e 1080p ffnet_40s cuda, queues",
+             lambda: throughput(env, hd, HD, ffnet, overlay, few=20, many=140, queues=True))
         # OpenCV's default thread pool (one thread per core) against one thread, for the
-        # multi-class stages (softmax, resize) that run through OpenCV.
+        # stages that run through OpenCV (resize; the multi-class softmax).
         one_thread = dict(env, OPENCV_FOR_THREADS_NUM="1")
         step(results, "e2e 1080p ffnet_40s cuda, OpenCV 1 thread",
-             lambda: throughput(one_thread, hd, HD, f"model={models['ffnet_40s']} provider=cuda", overlay, few=20, many=80))
+             lambda: throughput(one_thread, hd, HD, ffnet, overlay, few=20, many=140))
+        step(results, "e2e 1080p selfie cuda, OpenCV 1 thread",
+             lambda: throughput(one_thread, hd, HD, f"model={SELFIE} provider=cuda", overlay))
     step(results, "stage bench multiclass (1 OpenCV thread)", lambda: stage_bench(env))
     for provider in ("cuda", "cpu"):
         step(results, f"peer 1080p selfie {provider}", lambda p=provider: peer(env, p, HD))
