@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Numerics of a quantized model against its float32 original, on real validation images
-(vtest.avi frames and opencv-doc photos that calibration never saw).
+that calibration never saw: --set valid (default; vtest.avi frames and opencv-doc photos,
+mostly small, far pedestrians) or --set portrait (people close to the camera, the selfie
+model's domain; see media.portrait_images).
 
     python models/ffnet/validate.py FP32.onnx QUANT.onnx --kind mask
+    python models/ffnet/validate.py FP32.onnx QUANT.onnx --kind mask --set portrait --noise-floor
     python models/ffnet/validate.py FP32.onnx QUANT.onnx --kind logits
 
 --kind mask   (one-channel sigmoid models, e.g. the MediaPipe selfie model): masks
@@ -14,6 +17,10 @@
               pixels whose argmax class is the same) and PSNR of the logits,
               10*log10(peak^2 / MSE) with peak = max |fp32 logit| of each image, averaged
               over images in dB.
+--noise-floor the same metrics between two correct executions of the *same* quantized model:
+              ONNX Runtime with all graph optimizations (fused integer kernels) vs none
+              (every Q/DQ pair literally, in float). A gap to FP32 of the size of this
+              disagreement is implementation noise, not a property of the quantization.
 """
 
 from __future__ import annotations
@@ -33,12 +40,14 @@ import media  # noqa: E402
 THRESHOLD = 0.55
 
 
-def _session(path, threads):
+def _session(path, threads, optimize: bool = True):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
@@ -49,6 +58,16 @@ def run_pair(fp32: str, quant: str, images, threads: int = 0):
     if (name, list(shape), layout) != (name_q, list(shape_q), layout_q):
         raise ValueError(f"input contracts differ: {fp32} {name}{shape} vs {quant} {name_q}{shape_q}")
     a, b = _session(fp32, threads), _session(quant, threads)
+    out = a.get_outputs()[0].name
+    for img in images:
+        x = media.to_input(img, shape, layout)
+        yield a.run([out], {name: x})[0], b.run([out], {name: x})[0]
+
+
+def run_same_model(quant: str, images, threads: int = 0):
+    """Yield (output with ORT_ENABLE_ALL, output with ORT_DISABLE_ALL) of one model per image."""
+    name, shape, layout = media.input_contract(quant)
+    a, b = _session(quant, threads), _session(quant, threads, optimize=False)
     out = a.get_outputs()[0].name
     for img in images:
         x = media.to_input(img, shape, layout)
@@ -102,6 +121,14 @@ def validate(fp32: str, quant: str, kind: str, images, threads: int = 0) -> dict
     return mask_metrics(pairs) if kind == "mask" else logits_metrics(pairs)
 
 
+def noise_floor(quant: str, kind: str, images, threads: int = 0) -> dict:
+    """validate()'s metrics between two correct executions of the same quantized model
+    (ORT graph optimizations all vs none, CPU EP); foreground_share_fp32 is then that of the
+    optimized run."""
+    pairs = run_same_model(quant, images, threads)
+    return mask_metrics(pairs) if kind == "mask" else logits_metrics(pairs)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("fp32")
@@ -109,11 +136,18 @@ def main(argv=None):
     ap.add_argument("--kind", choices=("mask", "logits"), required=True)
     ap.add_argument("--video-frames", type=int, default=12)
     ap.add_argument("--photos", type=int, default=len(media.VALID_IMAGES))
+    ap.add_argument("--set", choices=("valid", "portrait"), default="valid",
+                    help="validation set (--video-frames/--photos apply to valid only)")
+    ap.add_argument("--noise-floor", action="store_true",
+                    help="also report the same-model noise floor (ORT optimized vs unoptimized)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    imgs = media.image_set("valid", n_video=a.video_frames, n_photos=a.photos)
+    imgs = media.image_set(a.set, n_video=a.video_frames, n_photos=a.photos)
     r = validate(a.fp32, a.quant, a.kind, imgs, a.threads)
+    r["set"] = a.set
+    if a.noise_floor:
+        r["noise_floor"] = noise_floor(a.quant, a.kind, imgs, a.threads)
     print(json.dumps(r, indent=None if a.json else 2))
     return 0
 
