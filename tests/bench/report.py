@@ -84,6 +84,20 @@ def main():
       "in cache between copies, so it is a hard floor.")
     w("")
 
+    mc = next((r for r in rust if r["bench"] == "stage_multiclass"), None)
+    if mc:
+        w("## FFNet-shaped stages (engine, one thread)")
+        w("")
+        w(f"{mc['size']} {mc['format']} frame → {mc['tensor']} tensor (FFNet's 1024×2048 input, NCHW); "
+          f"{mc['scores']} Cityscapes logits → the frame (softmax over the classes, smoothing, upsample). "
+          "With the model on a GPU these CPU stages set the frame rate (docs/gpu.md).")
+        w("")
+        w("| segpreproc ms | segpostproc mode=mask ms | mode=overlay ms | mode=classes ms |")
+        w("| ---: | ---: | ---: | ---: |")
+        w(f"| {mc['segpreproc_ms']:.2f} | {mc['segpostproc_mask_ms']:.2f} | {mc['segpostproc_overlay_ms']:.2f} "
+          f"| {mc['segpostproc_classes_ms']:.2f} |")
+        w("")
+
     e = next(r for r in rust if r["bench"] == "segpreproc_vs_videoconvert")
     vs = e["videoconvert_videoscale_ms"] / e["segpreproc_ms"]
     s1080 = next(r for r in stages if r["size"] == "1080p" and r["format"] == "NV12")
