@@ -795,8 +795,10 @@ impl Postprocessor {
 
     /// Colours every pixel by its top class (palette), blended with opacity `o`.
     pub fn render_classes(&mut self, frame: &mut FrameViewMut<'_>, opacity: f32) -> Result<()> {
-        let (w, h) = (frame.width, frame.height);
         self.labels_small()?;
+        if self.route == Route::HandWritten {
+            return self.render_classes_rows(frame, opacity);
+        }
         let colorimetry: Colorimetry = frame.colorimetry;
         let gray = frame.format == PixelFormat::Gray8;
         for (plane, div, chans) in plane_channels(frame.format) {
@@ -841,7 +843,53 @@ impl Postprocessor {
             )?;
             ensure_same_data(&dst, ptr, "class overlay")?;
         }
-        let _ = (w, h);
+        Ok(())
+    }
+
+    /// The hand-written class overlay: one pass per frame row. Each row's label row is the
+    /// nearest model-resolution row (`resize`'s INTER_NEAREST positions), expanded into the
+    /// palette's blend terms once per label row and blended with the fixed-point kernel the
+    /// mask overlay uses (within one level of `addWeighted`).
+    fn render_classes_rows(&mut self, frame: &mut FrameViewMut<'_>, opacity: f32) -> Result<()> {
+        let (lw, lh) = (
+            self.labels_small.cols() as usize,
+            self.labels_small.rows() as usize,
+        );
+        let labels = self.labels_small.data_bytes()?;
+        let colorimetry: Colorimetry = frame.colorimetry;
+        let gray = frame.format == PixelFormat::Gray8;
+        for (plane, div, chans) in plane_channels(frame.format) {
+            let (data, l) = &mut frame.planes[plane];
+            let (cols, rows, stride) = (l.width / div, l.height, l.stride);
+            let cn = chans.len();
+            let mut keep = 256;
+            let mut palette = vec![0u16; 256 * cn];
+            for (label, terms) in palette.chunks_exact_mut(cn).enumerate() {
+                let rgb = palette_color(label);
+                let mut pixel = [0u8; 4];
+                for (p, ch) in pixel.iter_mut().zip(&chans) {
+                    *p = channel_value(*ch, rgb, colorimetry.rgb_to_yuv(rgb), gray) as u8;
+                }
+                let (k, t) = kernels::blend_terms(pixel, opacity);
+                keep = k;
+                terms.copy_from_slice(&t[..cn]);
+            }
+            let source_x = nearest_positions(lw, cols);
+            self.colour_terms.resize(cols * cn, 0);
+            let mut expanded_row = usize::MAX;
+            for (y, sy) in nearest_positions(lh, rows).into_iter().enumerate() {
+                if sy != expanded_row {
+                    let label_row = &labels[sy * lw..(sy + 1) * lw];
+                    for (terms, &sx) in self.colour_terms.chunks_exact_mut(cn).zip(&source_x) {
+                        let label = label_row[sx] as usize;
+                        terms.copy_from_slice(&palette[label * cn..(label + 1) * cn]);
+                    }
+                    expanded_row = sy;
+                }
+                let row = &mut data[y * stride..y * stride + cols * cn];
+                kernels::blend_span(row, &self.colour_terms, keep);
+            }
+        }
         Ok(())
     }
 }
@@ -932,6 +980,16 @@ pub enum GrayKind {
     Mask,
     Soft,
     Labels,
+}
+
+/// The source index of each of `dst` outputs when `src` values are stretched over them by
+/// OpenCV's `resize` with INTER_NEAREST (`floor(i · (1 / (dst/src)))`, computed the same way
+/// so that the two routes pick the same labels).
+fn nearest_positions(src: usize, dst: usize) -> Vec<usize> {
+    let step = 1.0 / (dst as f64 / src as f64);
+    (0..dst)
+        .map(|i| ((i as f64 * step).floor() as usize).min(src - 1))
+        .collect()
 }
 
 fn one_minus(src: &Mat, dst: &mut Mat) -> Result<()> {
@@ -1038,6 +1096,72 @@ mod tests {
                         far * 500 < outs[0].len(),
                         "{format:?} {w}×{h} o={opacity}: {far} bytes differ"
                     );
+                    assert_ne!(outs[0], frame, "{format:?}: nothing painted");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hand_written_class_overlay_matches_the_opencv_route() {
+        use crate::frame::packed_frame_size;
+        // 5 classes on 13×9 logits: each pixel's winner changes along both axes, so every
+        // nearest-neighbour position decides a colour.
+        let (c, sw, sh) = (5, 13, 9);
+        let logits: Vec<f32> = (0..c * sw * sh)
+            .map(|j| {
+                let (k, i) = (j / (sw * sh), j % (sw * sh));
+                if (i % sw + 2 * (i / sw)) % c == k {
+                    3.0
+                } else {
+                    (j % 7) as f32 * 0.1
+                }
+            })
+            .collect();
+        let spec = OutputSpec {
+            classes: c,
+            width: sw,
+            height: sh,
+            layout: Layout::Nchw,
+        };
+        for format in [
+            PixelFormat::Nv12,
+            PixelFormat::I420,
+            PixelFormat::Rgbx,
+            PixelFormat::Yuy2,
+            PixelFormat::Gray8,
+        ] {
+            for (w, h) in [(321, 241), (640, 360), (13, 9)] {
+                for opacity in [0.5, 1.0] {
+                    let frame: Vec<u8> = (0..packed_frame_size(format, w, h))
+                        .map(|i| (i * 7 % 253) as u8)
+                        .collect();
+                    let outs: Vec<Vec<u8>> = [Route::HandWritten, Route::OpenCv]
+                        .into_iter()
+                        .map(|route| {
+                            let mut post =
+                                Postprocessor::new(PostprocessConfig::default()).unwrap();
+                            post.set_route(route);
+                            post.update(&ScoresView {
+                                data: &logits,
+                                spec,
+                                region: None,
+                            })
+                            .unwrap();
+                            let mut data = frame.clone();
+                            let mut fv = FrameViewMut::packed(format, w, h, &mut data).unwrap();
+                            post.render_classes(&mut fv, opacity).unwrap();
+                            data
+                        })
+                        .collect();
+                    // Same labels everywhere, blends within one level (fixed point vs addWeighted).
+                    let worst = outs[0]
+                        .iter()
+                        .zip(&outs[1])
+                        .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                        .max()
+                        .unwrap();
+                    assert!(worst <= 1, "{format:?} {w}×{h} o={opacity}: off by {worst}");
                     assert_ne!(outs[0], frame, "{format:?}: nothing painted");
                 }
             }
