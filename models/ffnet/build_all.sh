@@ -50,5 +50,8 @@ fi
 
 export FFNET_BUILD_START=$START
 "$VENV/bin/python" "$REPO/models/ffnet/build_all.py" "$@"
+# The model tooling's own tests, every time (make test runs them only where this venv exists).
+echo "== pytest models/tests"
+"$VENV/bin/python" -m pytest "$REPO/models/tests" -q
 END=$(date +%s.%N)
 echo "== build_all.sh: $(awk -v a="$START" -v b="$END" 'BEGIN{printf "%.0f", b-a}') s in all"

@@ -36,6 +36,15 @@ Recipes (--recipe):
            The selfie model, 18 held-out images (models/README.md): mask IoU vs FP32 0.85 ->
            0.93, pixel agreement 0.985 -> 0.993 (CPU EP; the QNN HTP simulator agrees).
            It takes about 3 minutes on 2 cores (the range search runs the model ~1500 times).
+    tuned-mixed  NOT pure W8A8: the tuned recipe with --a16 K activation groups in uint16 (the
+           rest uint8; weights int8 per channel as before; QDQ that QNN HTP runs wholly). The
+           groups are ranked on the calibration images only (rank_a16_groups: starting from the
+           tuned model with *every* activation in uint16, each group is put back to uint8
+           alone; groups ranked by how much that raises the mean |probability difference| vs
+           FP32) and the K most harmful ones stay uint16. Every op that produces or reads a
+           uint16 tensor runs in 16 bits (QNN takes one activation type per op); ORT's
+           mixed-precision "convert" overrides (mixed_precision_overrides) insert the uint8 <->
+           uint16 conversions at the borders. Adds ~20 s to the tuned recipe.
 
 The settings come from onnxruntime.quantization.execution_providers.qnn.get_qnn_qdq_config,
 which adds the QNN-specific overrides (e.g. fixed Sigmoid output ranges for 16-bit), and
@@ -131,7 +140,7 @@ def sigmoid_logit_overrides(model_path: str) -> dict:
             for t in tensors}
 
 
-RECIPES = ("plain", "tuned")
+RECIPES = ("plain", "tuned", "tuned-mixed")
 
 
 def _ort_quantize(model_in, model_out, act, images, overrides=None, keep_removable=False):
@@ -160,12 +169,16 @@ def _ort_quantize(model_in, model_out, act, images, overrides=None, keep_removab
 
 
 def quantize(model_in: str, model_out: str, scheme: str, images, recipe: str = "plain",
-             search_top: int = 30, log=None):
+             search_top: int = 30, log=None, a16: int = 0, reuse: dict | None = None):
     """Quantize ``model_in`` to ``model_out``; ``images``: RGB uint8 calibration images.
 
     ``recipe`` "plain": ORT's QNN config with MinMax ranges (and the sigmoid-logit override).
     ``recipe`` "tuned" (w8a8 only): see the module docstring; ``search_top`` is the number of
     activation groups whose range is searched (0: none, only the exact HardSwish clip).
+    ``recipe`` "tuned-mixed" (w8a8 only): the tuned model with the ``a16`` activation groups
+    that rank_a16_groups ranks first carried in uint16. ``reuse``: the info dict of a "tuned"
+    run on the same model and images (its equalization and range search are reused, saving
+    about 3 minutes).
     """
     import tempfile
 
@@ -176,8 +189,10 @@ def quantize(model_in: str, model_out: str, scheme: str, images, recipe: str = "
         raise ValueError(f"scheme must be one of {SCHEMES}")
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}")
-    if recipe == "tuned" and scheme != "w8a8":
-        raise ValueError("the tuned recipe is for w8a8 (its range search assumes uint8)")
+    if recipe != "plain" and scheme != "w8a8":
+        raise ValueError("the tuned recipes are for w8a8 (the range search assumes uint8)")
+    if recipe == "tuned-mixed" and a16 < 1:
+        raise ValueError("tuned-mixed needs a16 >= 1 (the number of uint16 activation groups)")
     act = QuantType.QUInt8 if scheme == "w8a8" else QuantType.QUInt16
     os.makedirs(os.path.dirname(os.path.abspath(model_out)), exist_ok=True)
     sig = sigmoid_logit_overrides(model_in)
@@ -190,22 +205,41 @@ def quantize(model_in: str, model_out: str, scheme: str, images, recipe: str = "
     name, shape, layout = media.input_contract(model_in)
     inputs = [media.to_input(im, shape, layout) for im in images]
     with tempfile.TemporaryDirectory() as d:
-        f, eq = equalize_relu_depthwise(onnx.load(model_in), inputs)
-        info["equalized"] = eq
+        st = (reuse or {}).get("_tuned")
+        if st is None:
+            f, eq = equalize_relu_depthwise(onnx.load(model_in), inputs)
+            f_path = os.path.join(d, "equalized.onnx")
+            onnx.save(f, f_path)
+            keep_path = os.path.join(d, "keep.onnx")
+            _ort_quantize(f_path, keep_path, act, images, sig, keep_removable=True)
+            ranges = search_activation_ranges(f, onnx.load(keep_path), inputs, top=search_top,
+                                              fixed=tuple(sig), log=log)
+            st = {"equalized": eq, "ranges": ranges, "fmodel": f.SerializeToString()}
+        f = onnx.load_from_string(st["fmodel"])
         f_path = os.path.join(d, "equalized.onnx")
         onnx.save(f, f_path)
-        keep_path = os.path.join(d, "keep.onnx")
-        _ort_quantize(f_path, keep_path, act, images, sig, keep_removable=True)
-        ranges = search_activation_ranges(f, onnx.load(keep_path), inputs, top=search_top,
-                                          fixed=tuple(sig), log=log)
+        info["equalized"] = st["equalized"]
         ov = {t_: [{"rmin": np.array(a, np.float32), "rmax": np.array(b, np.float32)}]
-              for t_, (a, b) in ranges.items() if t_ not in sig}
+              for t_, (a, b) in st["ranges"].items() if t_ not in sig}
         ov.update(sig)
-        cfg, n = _ort_quantize(f_path, model_out, act, images, ov)
-        q, head = round_sigmoid_head(onnx.load(model_out), f, inputs, log=log)
+        tuned_path = os.path.join(d, "tuned.onnx") if recipe == "tuned-mixed" else model_out
+        cfg, n = _ort_quantize(f_path, tuned_path, act, images, ov)
+        q, head = round_sigmoid_head(onnx.load(tuned_path), f, inputs, log=log)
         info["head_rounded"] = head
+        if recipe == "tuned-mixed":
+            order = rank_a16_groups(q, f, inputs, log=log)
+            lift = [t_ for grp in order[:a16] for t_ in grp]
+            ov, lifted = mixed_precision_overrides(f, ov, lift)
+            for t_ in lifted:
+                if t_ in sig:  # the sigmoid logits keep their [-8, 8] range in 16 bits too
+                    ov[t_][0].update(rmin=sig[t_][0]["rmin"], rmax=sig[t_][0]["rmax"])
+            cfg, n = _ort_quantize(f_path, model_out, act, images, ov)
+            q, head = round_sigmoid_head(onnx.load(model_out), f, inputs, log=log)
+            info.update(a16=a16, a16_of=len(order), a16_groups=order[:a16], a16_tensors=lifted)
+            if log:
+                log(f"uint16 activation groups ({a16} of {len(order)}): {order[:a16]}")
         onnx.save(q, model_out)
-    info.update(seconds=time.time() - t, calibration_images=n,
+    info.update(seconds=time.time() - t, calibration_images=n, _tuned=st,
                 overrides=sorted(cfg.extra_options.get("TensorQuantOverrides", {})))
     return info
 
@@ -522,6 +556,189 @@ def round_sigmoid_head(qdq_model, fmodel, inputs, log=None):
     return q, head.name
 
 
+# ---------------------------------------------------------------------------------------------
+# "tuned-mixed" recipe: some activations in uint16 (not pure W8A8)
+# ---------------------------------------------------------------------------------------------
+
+MOVE_OPS = ("Transpose", "Reshape", "Resize", "AveragePool")  # ORT gives output = input qparams
+PASS_OPS = ("Relu", "Transpose", "Reshape")  # lifting their output lifts their input too
+
+
+def activation_groups(qdq_model):
+    """Activation QuantizeLinear nodes of a QDQ model, grouped: a node joins the group of the
+    node quantizing the input of the data-movement op (MOVE_OPS) that feeds it when both have
+    the same scale and zero point (ORT shares them there). Returns [[Q node, ...], ...] in
+    graph order."""
+    I = _np_inits(qdq_model)
+    qn = [n for n in qdq_model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in I]
+    prod = {o: n for n in qdq_model.graph.node for o in n.output}
+    qp = {n.name: (float(I[n.input[1]]), int(I[n.input[2]])) for n in qn}
+    qof = {n.output[0]: n.name for n in qn}
+    par = {n.name: n.name for n in qn}
+
+    def find(a):
+        while par[a] != a:
+            a = par[a]
+        return a
+
+    for n in qn:
+        p = prod.get(n.input[0])
+        if p is not None and p.op_type in MOVE_OPS:
+            dq = prod.get(p.input[0])
+            if (dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in qof
+                    and qp[qof[dq.input[0]]] == qp[n.name]):
+                par[find(n.name)] = find(qof[dq.input[0]])
+    groups = {}
+    for n in qn:
+        groups.setdefault(find(n.name), []).append(n)
+    return list(groups.values())
+
+
+def _with_uint16(qdq_model, qnodes, ranges):
+    """Copy of ``qdq_model`` whose QuantizeLinear nodes ``qnodes`` (names) and their
+    DequantizeLinear nodes are uint16 (com.microsoft domain) with range ``ranges[name]``."""
+    from onnx import helper
+    from onnx import numpy_helper as nh
+
+    m = onnx_copy(qdq_model)
+    g = m.graph
+    cons = _consumers(m)
+    for n in g.node:
+        if n.name in qnodes:
+            a, b = ranges[n.name]
+            s = (b - a) / 65535.0
+            z = int(round(-a / s))
+            g.initializer.extend([nh.from_array(np.array(s, np.float32), n.name + "__a16_s"),
+                                  nh.from_array(np.array(z, np.uint16), n.name + "__a16_z")])
+            for x in [n] + [c for c in cons.get(n.output[0], []) if c.op_type == "DequantizeLinear"]:
+                x.input[1], x.input[2] = n.name + "__a16_s", n.name + "__a16_z"
+                x.domain = "com.microsoft"
+    if not any(o.domain == "com.microsoft" for o in m.opset_import):
+        m.opset_import.extend([helper.make_opsetid("com.microsoft", 1)])
+    return m
+
+
+def onnx_copy(model):
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    return m
+
+
+def rank_a16_groups(qdq_model, fmodel, inputs, log=None):
+    """Rank the activation groups of the (tuned W8A8) ``qdq_model`` by how much they need 16
+    bits, on the calibration ``inputs`` only. Start from the model with every activation
+    Q/DQ pair in uint16 (MinMax range over ``inputs`` from the float ``fmodel``; the sigmoid
+    logits [-8, 8], the output sigmoid [0, 1]; weights stay the int8 ones); put each group
+    back to its uint8 parameters alone and measure the mean |probability difference| vs
+    ``fmodel``. Returns the groups' float tensor names, most harmful in uint8 first
+    (deterministic: single-threaded CPU runs, ties by graph order)."""
+    import onnxruntime as ort
+
+    groups = activation_groups(qdq_model)
+    fnames = {o for n in fmodel.graph.node for o in n.output}
+    outs = [o.name for o in fmodel.graph.output]
+    sig = set(sigmoid_logit_overrides_model(fmodel))
+    tens = {n.name: n.input[0] for grp in groups for n in grp}
+    base = {t: t.replace("_QuantizeLinear_Input", "") for t in tens.values()}
+    need = sorted({b for b in base.values() if b in fnames and b not in sig and b not in outs})
+    acts = _run_tensors(fmodel, need, inputs)
+    rng = {}
+    for grp in groups:
+        lo, hi = 0.0, 0.0
+        for n in grp:
+            b = base[n.input[0]]
+            if b in sig:
+                lo, hi = min(lo, -SIGMOID_LOGIT_RANGE), max(hi, SIGMOID_LOGIT_RANGE)
+            elif b in acts:
+                lo = min(lo, float(min(a.min() for a in acts[b])))
+                hi = max(hi, float(max(a.max() for a in acts[b])))
+            else:  # a graph output (the sigmoid probabilities)
+                hi = max(hi, 1.0)
+        for n in grp:
+            rng[n.name] = (lo, hi)
+    ref = _run_tensors(fmodel, [outs[0]], inputs)[outs[0]]
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    name = fmodel.graph.input[0].name
+
+    def err(names):
+        s = ort.InferenceSession(_with_uint16(qdq_model, names, rng).SerializeToString(), so,
+                                 providers=["CPUExecutionProvider"])
+        return float(np.mean([np.abs(s.run(None, {name: x})[0] - r).mean()
+                              for x, r in zip(inputs, ref)]))
+
+    every = {n.name for grp in groups for n in grp}
+    e_all = err(every)
+    harm = [err(every - {n.name for n in grp}) - e_all for grp in groups]
+    order = sorted(range(len(groups)), key=lambda i: (-harm[i], i))
+    if log:
+        log(f"a16 ranking: {len(groups)} activation groups, all uint16 error {e_all:.5f}; "
+            f"worst in uint8: " + ", ".join(f"{tens[groups[i][0].name]} +{harm[i]:.5f}" for i in order[:5]))
+    return [[base[n.input[0]] for n in groups[i]] for i in order]
+
+
+def sigmoid_logit_overrides_model(fmodel):
+    """sigmoid_logit_overrides for a loaded model."""
+    import tempfile
+
+    import onnx
+
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "m.onnx")
+        onnx.save(fmodel, p)
+        return sigmoid_logit_overrides(p)
+
+
+def mixed_precision_overrides(fmodel, overrides, lift):
+    """TensorQuantOverrides for ORT's QDQ quantizer with the tensors ``lift`` in uint16 and the
+    rest as in ``overrides`` (uint8). QNN takes one activation type per op, so every op that
+    produces or reads a lifted tensor runs in 16 bits: its other outputs are produced in uint16
+    and converted to uint8 (keeping their uint8 range) for the 8-bit ops that read them; its
+    other inputs are converted to uint16 by ORT's MixedPrecisionTensorQuantOverridesFixer
+    (get_qnn_qdq_config). A lifted output of Relu/Transpose/Reshape lifts that op's input too
+    (else it would be rounded to 8 bits first). Every uint8 override gets an explicit
+    quant_type: the fixer compares types, and an override without one reads as None ("Desired
+    producer quant_type ... doesn't match existing type"). Returns (overrides, lifted tensors)."""
+    from onnxruntime.quantization import QuantType
+
+    g = fmodel.graph
+    inits = {i.name for i in g.initializer}
+    prod = {o: n for n in g.node for o in n.output}
+    cons = _consumers(fmodel)
+    outs = {o.name for o in g.output}
+    L, todo = set(), list(lift)
+    while todo:
+        t = todo.pop()
+        if t in L or t in inits:
+            continue
+        L.add(t)
+        p = prod.get(t)
+        if p is not None and p.op_type in PASS_OPS:
+            todo.append(p.input[0])
+    ops = {n.name: n for t in L for n in ([prod[t]] if t in prod else []) + cons.get(t, [])}
+    ov = {k: [dict(e) for e in v] for k, v in overrides.items()}
+    for v in ov.values():
+        for e in v:
+            e.setdefault("quant_type", QuantType.QUInt8)
+    for t in L:
+        ov[t] = [{"quant_type": QuantType.QUInt16}]
+    for n in ops.values():
+        for o in n.output:
+            if not o or o in L:
+                continue
+            old = ov.get(o, [{}])[0]
+            rng = {k: old[k] for k in ("rmin", "rmax") if k in old}
+            if o in outs or any(c.name not in ops for c in cons.get(o, [])):
+                ov[o] = [{"quant_type": QuantType.QUInt16,
+                          "convert": {"quant_type": QuantType.QUInt8, **rng}}]
+            else:
+                ov[o] = [{"quant_type": QuantType.QUInt16}]
+    return ov, sorted(L)
+
+
 def qdq_summary(path: str) -> dict:
     """Counts of QuantizeLinear / DequantizeLinear nodes and the activation/weight types."""
     import onnx
@@ -530,16 +747,18 @@ def qdq_summary(path: str) -> dict:
     inits = {i.name: i for i in m.graph.initializer}
     q = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
     dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
-    act_types, weight_types = set(), set()
+    act_types, weight_types, act_q = set(), set(), {}
     names = {1: "float", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32"}
     for n in q:  # activations: zero point type of QuantizeLinear
         if len(n.input) > 2 and n.input[2] in inits:
-            act_types.add(names.get(inits[n.input[2]].data_type, "?"))
+            ty = names.get(inits[n.input[2]].data_type, "?")
+            act_types.add(ty)
+            act_q[ty] = act_q.get(ty, 0) + 1
     for n in dq:  # weights: DequantizeLinear fed by an integer initializer
         if n.input[0] in inits and inits[n.input[0]].data_type in (2, 3, 4, 5):
             weight_types.add(names[inits[n.input[0]].data_type])
     return {"quantize": len(q), "dequantize": len(dq), "activations": sorted(act_types),
-            "weights": sorted(weight_types),
+            "weights": sorted(weight_types), "activation_q": act_q,
             "domains": sorted({n.domain or "ai.onnx" for n in q + dq})}
 
 
@@ -553,12 +772,14 @@ def main(argv=None):
     ap.add_argument("--photos", type=int, default=8,
                     help="opencv-doc photos used for calibration (at most %d)" % len(media.CALIB_IMAGES))
     ap.add_argument("--recipe", choices=RECIPES, default="plain", help="see above")
+    ap.add_argument("--a16", type=int, default=0,
+                    help="tuned-mixed recipe: activation groups carried in uint16")
     ap.add_argument("--search-top", type=int, default=30,
                     help="tuned recipe: activation groups whose range is searched (0: none)")
     a = ap.parse_args(argv)
     imgs = media.image_set("calib", n_video=a.video_frames, n_photos=a.photos)
     info = quantize(a.model, a.out, a.scheme, imgs, recipe=a.recipe, search_top=a.search_top,
-                    log=print)
+                    log=print, a16=a.a16)
     s = qdq_summary(a.out)
     print(f"wrote {a.out} ({os.path.getsize(a.out) / 1e6:.1f} MB, was "
           f"{os.path.getsize(a.model) / 1e6:.1f} MB): {a.scheme}, {s['quantize']} Q / "

@@ -142,3 +142,58 @@ def test_selfie_tuned_w8a8(tmp_path, media_or_skip):
     assert rt["pixel_agreement"] >= 0.985 and rt["iou"] >= 0.85, rt  # measured 0.991 / 0.935 (plain: 0.958 / 0.698)
     with pytest.raises(ValueError):
         Q.quantize(SELFIE, tuned, "w8a16", calib[:2], recipe="tuned")
+
+
+def _op_activation_types(path):
+    """{op name: set of activation types at its inputs (DequantizeLinear of a non-initializer)
+    and outputs (QuantizeLinear)} for the compute nodes of a QDQ model."""
+    m = onnx.load(path)
+    inits = {i.name: i for i in m.graph.initializer}
+    prod = {o: n for n in m.graph.node for o in n.output}
+    cons = {}
+    for n in m.graph.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+    zp = lambda n: inits[n.input[2]].data_type  # noqa: E731
+    out = {}
+    for n in m.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        ts = set()
+        for i in n.input:
+            p = prod.get(i)
+            if p is not None and p.op_type == "DequantizeLinear" and p.input[0] not in inits:
+                ts.add(zp(p))
+        for o in n.output:
+            ts |= {zp(c) for c in cons.get(o, []) if c.op_type == "QuantizeLinear"}
+        out[n.name] = ts
+    return out
+
+
+def test_selfie_tuned_mixed(tmp_path, media_or_skip):
+    """tuned-mixed: the tuned W8A8 model with a16 activation groups in uint16 (NOT pure W8A8).
+    The lifted tensors are uint16, activations away from them stay uint8, and every op sees one
+    activation type (what QNN HTP needs; ORT's "convert" Q/DQ pairs sit at the borders)."""
+    calib, valid = media_or_skip
+    out = str(tmp_path / "mixed.onnx")
+    info = Q.quantize(SELFIE, out, "w8a8", calib[:2], recipe="tuned-mixed", a16=3, search_top=0)
+    assert len(info["a16_groups"]) == 3 and info["a16_of"] > 50
+    lifted = set(info["a16_tensors"])
+    assert {t for g in info["a16_groups"] for t in g} <= lifted
+    s, acts, weights = _types(out)
+    assert acts == {"uint8", "uint16"} and weights == {"int8"}
+    assert 0 < s["activation_q"]["uint16"] < s["activation_q"]["uint8"] / 3, s
+    m = onnx.load(out)
+    inits = {i.name: i for i in m.graph.initializer}
+    qtype = {n.input[0].replace("_QuantizeLinear_Input", ""): inits[n.input[2]].data_type
+             for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
+    assert all(qtype[t] == onnx.TensorProto.UINT16 for t in lifted if t in qtype)
+    assert sum(t in qtype for t in lifted) >= 3
+    mixed_ops = [k for k, v in _op_activation_types(out).items() if len(v) > 1]
+    assert not mixed_ops, f"ops with both uint8 and uint16 activations: {mixed_ops}"
+    sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["mask"]
+    r = V.validate(SELFIE, out, "mask", valid[:2])
+    assert r["pixel_agreement"] >= 0.985, r
+    with pytest.raises(ValueError):
+        Q.quantize(SELFIE, out, "w8a8", calib[:2], recipe="tuned-mixed", a16=0)
