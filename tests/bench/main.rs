@@ -52,6 +52,17 @@ fn selfie_contract() -> TensorSpec {
     }
 }
 
+/// segpreproc's defaults: the whole frame stretched onto `target`, bilinear, x/255.
+fn stretching_preprocessor(target: TensorSpec) -> Preprocessor {
+    Preprocessor::new(PreprocessConfig {
+        target,
+        normalization: Normalization::default(),
+        resize: ResizeMode::Stretch,
+        interpolation: Interpolation::Linear,
+    })
+    .unwrap()
+}
+
 fn stage_benchmarks() {
     opencv::core::set_num_threads(1).expect("OpenCV threads");
     for (w, h, label) in [
@@ -74,13 +85,7 @@ fn stage_benchmarks() {
                 .into_iter()
                 .zip(&mut pre_ms)
             {
-                let mut pre = Preprocessor::new(PreprocessConfig {
-                    target: selfie_contract(),
-                    normalization: Normalization::default(),
-                    resize: ResizeMode::Stretch,
-                    interpolation: Interpolation::Linear,
-                })
-                .unwrap();
+                let mut pre = stretching_preprocessor(selfie_contract());
                 pre.set_route(route);
                 // The tensor as f32 storage: aligned like GStreamer's buffers.
                 let bytes = tensor_bytes(&mut tensor);
@@ -151,13 +156,7 @@ fn multiclass_benchmarks() {
         quantization: None,
     };
     let mut tensor = vec![0f32; target.byte_size() / 4];
-    let mut pre = Preprocessor::new(PreprocessConfig {
-        target,
-        normalization: Normalization::default(),
-        resize: ResizeMode::Stretch,
-        interpolation: Interpolation::Linear,
-    })
-    .unwrap();
+    let mut pre = stretching_preprocessor(target);
     let bytes = tensor_bytes(&mut tensor);
     let pre_ms = median_ms(7, 5, || {
         pre.run(&view, bytes).unwrap();
