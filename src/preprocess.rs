@@ -106,6 +106,8 @@ pub struct Preprocessor {
     route: Route,
     plan: Option<RowPlan>,
     rows: RowBuffers,
+    /// Threads of the hand-written route: 0 = automatic (several for large tensors only).
+    threads: usize,
 }
 
 /// Where a YUV format keeps its two chroma channels: (plane, byte offset) of each, the
@@ -217,6 +219,7 @@ impl Preprocessor {
             route: Route::default(),
             plan: None,
             rows: RowBuffers::default(),
+            threads: 0,
         })
     }
 
@@ -227,6 +230,12 @@ impl Preprocessor {
     /// Hand-written row loops (default) or OpenCV calls only (the reference; benchmarks).
     pub fn set_route(&mut self, route: Route) {
         self.route = route;
+    }
+
+    /// Threads the hand-written route splits a tensor's rows over; 0 (the default): one for
+    /// tensors under 512 K pixels, else up to 4 (the machine's cores permitting).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads;
     }
 
     /// Where the picture lands in the tensor for a frame of this size.
@@ -374,84 +383,47 @@ impl Preprocessor {
 
         let t = self.config.target;
         let fused = self.fused.as_ref().expect("built above");
-        let (m, black) = (fused.rows, fused.black);
-        let lo = fused.lo.map(|v| v as f32);
-        let hi = fused.hi.map(|v| v as f32);
+        let black = fused.black;
         if w != t.width || h != t.height {
             self.fill_padding(out, black)?;
         }
-        let bufs = &mut self.rows;
-        for v in bufs.inputs.iter_mut().chain(bufs.outputs.iter_mut()) {
-            v.resize(w, 0.0);
+        let job = RowJob {
+            frame,
+            chroma,
+            plan: self.plan.as_ref(),
+            luma: self.luma.data_bytes()?,
+            channels: ch,
+            luma_offsets,
+            matrix: fused.rows,
+            lo: fused.lo.map(|v| v as f32),
+            hi: fused.hi.map(|v| v as f32),
+            target: t,
+            region,
+        };
+        // Large tensors (FFNet's 1024×2048) are split into bands of rows, one thread each;
+        // every row is independent, so the result does not depend on the split.
+        let threads = match self.threads {
+            0 if w * h >= PARALLEL_MIN_PIXELS => {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+            }
+            0 => 1,
+            n => n,
         }
-        let luma = self.luma.data_bytes()?;
-        let plane = t.width * t.height;
-        for r in 0..h {
-            let row = &luma[r * w * ch..(r + 1) * w * ch];
-            let [i0, i1, i2] = &mut bufs.inputs;
-            match (chroma, self.plan.as_ref()) {
-                (Some(c), Some(plan)) => {
-                    kernels::widen_strided(&row[luma_offsets[0]..], ch, i0);
-                    plan.sample_chroma(frame, c, r, [i1, i2]);
+        .clamp(1, h.max(1));
+        let band = h.div_ceil(threads);
+        let bounds: Vec<usize> = (0..=threads).map(|i| (i * band).min(h)).collect();
+        let mut parts = tensor_bands(out, t, region.y, &bounds);
+        if threads == 1 {
+            job.fill(0..h, &mut parts[0], &mut self.rows);
+        } else {
+            let (job, bounds) = (&job, &bounds);
+            std::thread::scope(|scope| {
+                for (i, part) in parts.iter_mut().enumerate() {
+                    scope.spawn(move || {
+                        job.fill(bounds[i]..bounds[i + 1], part, &mut RowBuffers::default())
+                    });
                 }
-                _ => {
-                    for (k, dst) in [i0, i1, i2].into_iter().enumerate() {
-                        kernels::widen_strided(&row[luma_offsets[k]..], ch, dst);
-                    }
-                }
-            }
-            let [c0, c1, c2] = &bufs.inputs;
-            let [o0, o1, o2] = &mut bufs.outputs;
-            kernels::affine3([c0, c1, c2], &m, lo, hi, [o0, o1, o2]);
-
-            // 3. Into the tensor, in its layout and element type.
-            let pixel = (region.y + r) * t.width + region.x;
-            let [o0, o1, o2] = &bufs.outputs;
-            match t.dtype {
-                DType::F32 => {
-                    // SAFETY: every bit pattern is a valid f32; alignment was checked.
-                    let (_, out, _) = unsafe { out.align_to_mut::<f32>() };
-                    match t.layout {
-                        Layout::Nhwc => kernels::interleave3_f32(
-                            [o0, o1, o2],
-                            &mut out[pixel * 3..(pixel + w) * 3],
-                        ),
-                        Layout::Nchw => {
-                            for (k, o) in [o0, o1, o2].into_iter().enumerate() {
-                                out[k * plane + pixel..][..w].copy_from_slice(o);
-                            }
-                        }
-                    }
-                }
-                DType::U8 => {
-                    for (k, o) in [o0, o1, o2].into_iter().enumerate() {
-                        match t.layout {
-                            Layout::Nhwc => {
-                                kernels::round_to_u8(o, 3, &mut out[pixel * 3 + k..(pixel + w) * 3])
-                            }
-                            Layout::Nchw => {
-                                kernels::round_to_u8(o, 1, &mut out[k * plane + pixel..][..w])
-                            }
-                        }
-                    }
-                }
-                DType::U16 => {
-                    // SAFETY: every bit pattern is a valid u16; alignment was checked.
-                    let (_, out, _) = unsafe { out.align_to_mut::<u16>() };
-                    for (k, o) in [o0, o1, o2].into_iter().enumerate() {
-                        match t.layout {
-                            Layout::Nhwc => kernels::round_to_u16(
-                                o,
-                                3,
-                                &mut out[pixel * 3 + k..(pixel + w) * 3],
-                            ),
-                            Layout::Nchw => {
-                                kernels::round_to_u16(o, 1, &mut out[k * plane + pixel..][..w])
-                            }
-                        }
-                    }
-                }
-            }
+            });
         }
         Ok(())
     }
@@ -740,6 +712,140 @@ fn chroma_layout(frame: &FrameView<'_>) -> Option<ChromaLayout> {
         }
         _ => return None,
     })
+}
+
+/// Tensors with at least this many pixels are written by several threads.
+const PARALLEL_MIN_PIXELS: usize = 512 * 1024;
+/// The most threads one tensor is split over (memory bandwidth, not cores, limits beyond).
+const MAX_THREADS: usize = 4;
+
+/// What every row of the hand-written route reads: shared, read-only, by all threads.
+struct RowJob<'a> {
+    frame: &'a FrameView<'a>,
+    chroma: Option<ChromaLayout>,
+    plan: Option<&'a RowPlan>,
+    /// The luma (or packed pixels) resized to the region, `channels` bytes a pixel.
+    luma: &'a [u8],
+    channels: usize,
+    luma_offsets: [usize; 3],
+    matrix: [[f32; 4]; 3],
+    lo: [f32; 3],
+    hi: [f32; 3],
+    target: TensorSpec,
+    region: Region,
+}
+
+/// The tensor bytes of a band of tensor rows: one slice for NHWC, one per plane for NCHW.
+struct TensorBand<'a> {
+    planes: Vec<&'a mut [u8]>,
+    /// The tensor row the slices start at.
+    first_row: usize,
+}
+
+/// Splits the tensor into disjoint bands: band i holds region rows `bounds[i]..bounds[i+1]`
+/// (tensor rows shifted by `top`, the region's first row).
+fn tensor_bands<'a>(
+    out: &'a mut [u8],
+    t: TensorSpec,
+    top: usize,
+    bounds: &[usize],
+) -> Vec<TensorBand<'a>> {
+    let element = t.dtype.size();
+    let (planes, row_bytes): (Vec<&mut [u8]>, usize) = match t.layout {
+        Layout::Nhwc => (vec![out], t.width * 3 * element),
+        Layout::Nchw => (
+            out.chunks_mut(t.width * t.height * element).collect(),
+            t.width * element,
+        ),
+    };
+    let mut bands: Vec<TensorBand<'a>> = bounds
+        .windows(2)
+        .map(|b| TensorBand {
+            planes: Vec::new(),
+            first_row: top + b[0],
+        })
+        .collect();
+    for plane in planes {
+        let (_, mut rest) = plane.split_at_mut(top * row_bytes);
+        for (band, b) in bands.iter_mut().zip(bounds.windows(2)) {
+            let (mine, after) = rest.split_at_mut((b[1] - b[0]) * row_bytes);
+            band.planes.push(mine);
+            rest = after;
+        }
+    }
+    bands
+}
+
+impl RowJob<'_> {
+    /// Region rows `rows` into `band`: luma widened, chroma sampled, colour matrix and
+    /// normalization, then the tensor's layout and element type.
+    fn fill(&self, rows: std::ops::Range<usize>, band: &mut TensorBand<'_>, bufs: &mut RowBuffers) {
+        let (w, ch, t) = (self.region.width, self.channels, self.target);
+        for v in bufs.inputs.iter_mut().chain(bufs.outputs.iter_mut()) {
+            v.resize(w, 0.0);
+        }
+        for r in rows {
+            let row = &self.luma[r * w * ch..(r + 1) * w * ch];
+            let [i0, i1, i2] = &mut bufs.inputs;
+            match (self.chroma, self.plan) {
+                (Some(c), Some(plan)) => {
+                    kernels::widen_strided(&row[self.luma_offsets[0]..], ch, i0);
+                    plan.sample_chroma(self.frame, c, r, [i1, i2]);
+                }
+                _ => {
+                    for (k, dst) in [i0, i1, i2].into_iter().enumerate() {
+                        kernels::widen_strided(&row[self.luma_offsets[k]..], ch, dst);
+                    }
+                }
+            }
+            let [c0, c1, c2] = &bufs.inputs;
+            let [o0, o1, o2] = &mut bufs.outputs;
+            kernels::affine3([c0, c1, c2], &self.matrix, self.lo, self.hi, [o0, o1, o2]);
+
+            // Into the band, in the tensor's layout and element type.
+            let pixel = (self.region.y + r - band.first_row) * t.width + self.region.x;
+            let outputs: [&[f32]; 3] = [&bufs.outputs[0], &bufs.outputs[1], &bufs.outputs[2]];
+            match (t.dtype, t.layout) {
+                (DType::F32, Layout::Nhwc) => {
+                    // SAFETY: every bit pattern is a valid f32; alignment was checked.
+                    let (_, out, _) = unsafe { band.planes[0].align_to_mut::<f32>() };
+                    kernels::interleave3_f32(outputs, &mut out[pixel * 3..(pixel + w) * 3]);
+                }
+                (DType::F32, Layout::Nchw) => {
+                    for (plane, o) in band.planes.iter_mut().zip(outputs) {
+                        // SAFETY: as above.
+                        let (_, out, _) = unsafe { plane.align_to_mut::<f32>() };
+                        out[pixel..pixel + w].copy_from_slice(o);
+                    }
+                }
+                (DType::U8, Layout::Nhwc) => {
+                    for (k, o) in outputs.into_iter().enumerate() {
+                        let out = &mut band.planes[0][pixel * 3 + k..(pixel + w) * 3];
+                        kernels::round_to_u8(o, 3, out);
+                    }
+                }
+                (DType::U8, Layout::Nchw) => {
+                    for (plane, o) in band.planes.iter_mut().zip(outputs) {
+                        kernels::round_to_u8(o, 1, &mut plane[pixel..pixel + w]);
+                    }
+                }
+                (DType::U16, Layout::Nhwc) => {
+                    // SAFETY: every bit pattern is a valid u16; alignment was checked.
+                    let (_, out, _) = unsafe { band.planes[0].align_to_mut::<u16>() };
+                    for (k, o) in outputs.into_iter().enumerate() {
+                        kernels::round_to_u16(o, 3, &mut out[pixel * 3 + k..(pixel + w) * 3]);
+                    }
+                }
+                (DType::U16, Layout::Nchw) => {
+                    for (plane, o) in band.planes.iter_mut().zip(outputs) {
+                        // SAFETY: as above.
+                        let (_, out, _) = unsafe { plane.align_to_mut::<u16>() };
+                        kernels::round_to_u16(o, 1, &mut out[pixel..pixel + w]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl RowPlan {
@@ -1162,6 +1268,56 @@ mod tests {
         out.chunks_exact(4)
             .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
             .collect()
+    }
+
+    #[test]
+    fn splitting_rows_over_threads_gives_the_same_tensor() {
+        // Bands of rows in every layout and element type, with and without letterbox
+        // padding, more threads than some bands have rows: byte for byte one thread's result.
+        for format in [
+            PixelFormat::Nv12,
+            PixelFormat::I420,
+            PixelFormat::Yuy2,
+            PixelFormat::Rgb,
+        ] {
+            for (fw, fh, tw, th) in [(322, 242, 64, 48), (321, 241, 40, 40), (64, 48, 96, 7)] {
+                let data = smooth_frame(format, fw, fh);
+                let frame = FrameView::packed(format, fw, fh, &data).unwrap();
+                for layout in [Layout::Nhwc, Layout::Nchw] {
+                    for dtype in [DType::F32, DType::U8, DType::U16] {
+                        let mut cfg = config(tw, th, layout, dtype);
+                        if tw == th {
+                            cfg.resize = ResizeMode::Letterbox;
+                        }
+                        let size = cfg.target.byte_size();
+                        let tensors: Vec<Vec<u8>> = [1, 3, 5]
+                            .into_iter()
+                            .map(|threads| {
+                                let mut pre = Preprocessor::new(cfg.clone()).unwrap();
+                                pre.set_threads(threads);
+                                let mut storage = vec![0f32; size.div_ceil(4)];
+                                // SAFETY: plain bytes of f32 storage (aligned as GStreamer's).
+                                let bytes = unsafe {
+                                    std::slice::from_raw_parts_mut(
+                                        storage.as_mut_ptr().cast::<u8>(),
+                                        size,
+                                    )
+                                };
+                                pre.run(&frame, bytes).unwrap();
+                                bytes.to_vec()
+                            })
+                            .collect();
+                        assert!(tensors[0].iter().any(|v| *v != 0));
+                        for t in &tensors[1..] {
+                            assert!(
+                                t == &tensors[0],
+                                "{format:?} {fw}×{fh}→{tw}×{th} {layout:?} {dtype:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -156,11 +156,16 @@ fn multiclass_benchmarks() {
         quantization: None,
     };
     let mut tensor = vec![0f32; target.byte_size() / 4];
-    let mut pre = stretching_preprocessor(target);
     let bytes = tensor_bytes(&mut tensor);
-    let pre_ms = median_ms(7, 5, || {
-        pre.run(&view, bytes).unwrap();
+    // Automatic threads (rows split over up to 4 for a tensor this large), then one thread.
+    let [pre_ms, pre_one_thread_ms] = [0, 1].map(|threads| {
+        let mut pre = stretching_preprocessor(target);
+        pre.set_threads(threads);
+        median_ms(7, 5, || {
+            pre.run(&view, bytes).unwrap();
+        })
     });
+    let pre_threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
 
     let spec = OutputSpec {
         classes: 19,
@@ -216,7 +221,7 @@ fn multiclass_benchmarks() {
     };
     let (mask_ms, overlay_ms, classes_ms) = (post("mask"), post("overlay"), post("classes"));
     println!(
-        "{{\"bench\": \"stage_multiclass\", \"size\": \"1080p\", \"format\": \"NV12\", \"tensor\": \"1x3x1024x2048 f32\", \"scores\": \"1x19x128x256\", \"segpreproc_ms\": {pre_ms:.3}, \"segpostproc_mask_ms\": {mask_ms:.3}, \"segpostproc_overlay_ms\": {overlay_ms:.3}, \"segpostproc_classes_ms\": {classes_ms:.3}}}"
+        "{{\"bench\": \"stage_multiclass\", \"size\": \"1080p\", \"format\": \"NV12\", \"tensor\": \"1x3x1024x2048 f32\", \"scores\": \"1x19x128x256\", \"segpreproc_ms\": {pre_ms:.3}, \"segpreproc_threads\": {pre_threads}, \"segpreproc_one_thread_ms\": {pre_one_thread_ms:.3}, \"segpostproc_mask_ms\": {mask_ms:.3}, \"segpostproc_overlay_ms\": {overlay_ms:.3}, \"segpostproc_classes_ms\": {classes_ms:.3}}}"
     );
 }
 

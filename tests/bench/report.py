@@ -86,16 +86,21 @@ def main():
 
     mc = next((r for r in rust if r["bench"] == "stage_multiclass"), None)
     if mc:
-        w("## FFNet-shaped stages (engine, one thread)")
+        w("## FFNet-shaped stages (engine)")
         w("")
         w(f"{mc['size']} {mc['format']} frame → {mc['tensor']} tensor (FFNet's 1024×2048 input, NCHW); "
           f"{mc['scores']} Cityscapes logits → the frame (softmax over the classes, smoothing, upsample). "
           "With the model on a GPU these CPU stages set the frame rate (docs/gpu.md).")
         w("")
-        w("| segpreproc ms | segpostproc mode=mask ms | mode=overlay ms | mode=classes ms |")
-        w("| ---: | ---: | ---: | ---: |")
-        w(f"| {mc['segpreproc_ms']:.2f} | {mc['segpostproc_mask_ms']:.2f} | {mc['segpostproc_overlay_ms']:.2f} "
-          f"| {mc['segpostproc_classes_ms']:.2f} |")
+        threads = mc.get("segpreproc_threads", 1)
+        w(f"| segpreproc ms ({threads} row threads) | segpreproc ms, one thread | segpostproc mode=mask ms "
+          "| mode=overlay ms | mode=classes ms |")
+        w("| ---: | ---: | ---: | ---: | ---: |")
+        w(f"| {mc['segpreproc_ms']:.2f} | {mc.get('segpreproc_one_thread_ms', float('nan')):.2f} "
+          f"| {mc['segpostproc_mask_ms']:.2f} | {mc['segpostproc_overlay_ms']:.2f} | {mc['segpostproc_classes_ms']:.2f} |")
+        w("")
+        w("segpreproc writes tensors of 512 K pixels or more in bands of rows, one thread each (up to 4; "
+          "`Preprocessor::set_threads`); OpenCV's luma resize runs on one thread here.")
         w("")
 
     e = next(r for r in rust if r["bench"] == "segpreproc_vs_videoconvert")
