@@ -142,6 +142,7 @@ pub struct Postprocessor {
     probability: Mat,
     class_probs: Mat,
     softmax_scratch: SoftmaxScratch,
+    class_paint: Option<ClassPaint>,
     upsampled: Mat,
     small_u16: Mat,
     up_u16: Mat,
@@ -174,6 +175,7 @@ impl Postprocessor {
             probability: Mat::default(),
             class_probs: Mat::default(),
             softmax_scratch: SoftmaxScratch::default(),
+            class_paint: None,
             upsampled: Mat::default(),
             small_u16: Mat::default(),
             up_u16: Mat::default(),
@@ -302,9 +304,11 @@ impl Postprocessor {
                 // SAFETY: as above; pixels are rows of c class values.
                 let by_pixel =
                     unsafe { mat_over(data.as_ptr().cast(), plane, c, core::CV_32FC1, c * 4) }?;
-                let mut by_class = Mat::default();
-                core::transpose(&by_pixel, &mut by_class)?;
-                by_class
+                let by_class = &mut self.softmax_scratch.by_class;
+                core::transpose(&by_pixel, by_class)?;
+                // SAFETY: by_class is a continuous c×(h·w) f32 Mat kept in self (no per-frame
+                // allocation) and not touched again in this function.
+                unsafe { mat_over(by_class.data(), c, plane, core::CV_32FC1, plane * 4) }?
             }
         };
         // SAFETY: class_probs is a continuous (c·h)×w f32 Mat owned by self; this header
@@ -855,39 +859,36 @@ impl Postprocessor {
             self.labels_small.cols() as usize,
             self.labels_small.rows() as usize,
         );
+        let key = ClassPaintKey {
+            format: frame.format,
+            colorimetry: frame.colorimetry,
+            opacity_bits: opacity.to_bits(),
+            frame: (frame.width, frame.height),
+            labels: (lw, lh),
+        };
+        if self.class_paint.as_ref().is_none_or(|p| p.key != key) {
+            self.class_paint = Some(ClassPaint::new(key, frame));
+        }
+        let paint = self.class_paint.as_ref().expect("built above");
         let labels = self.labels_small.data_bytes()?;
-        let colorimetry: Colorimetry = frame.colorimetry;
-        let gray = frame.format == PixelFormat::Gray8;
-        for (plane, div, chans) in plane_channels(frame.format) {
-            let (data, l) = &mut frame.planes[plane];
-            let (cols, rows, stride) = (l.width / div, l.height, l.stride);
-            let cn = chans.len();
-            let mut keep = 256;
-            let mut palette = vec![0u16; 256 * cn];
-            for (label, terms) in palette.chunks_exact_mut(cn).enumerate() {
-                let rgb = palette_color(label);
-                let mut pixel = [0u8; 4];
-                for (p, ch) in pixel.iter_mut().zip(&chans) {
-                    *p = channel_value(*ch, rgb, colorimetry.rgb_to_yuv(rgb), gray) as u8;
-                }
-                let (k, t) = kernels::blend_terms(pixel, opacity);
-                keep = k;
-                terms.copy_from_slice(&t[..cn]);
-            }
-            let source_x = nearest_positions(lw, cols);
+        for plane in &paint.planes {
+            let (data, l) = &mut frame.planes[plane.index];
+            let (cn, stride) = (plane.channels, l.stride);
+            let cols = plane.source_x.len();
             self.colour_terms.resize(cols * cn, 0);
             let mut expanded_row = usize::MAX;
-            for (y, sy) in nearest_positions(lh, rows).into_iter().enumerate() {
+            for (y, &sy) in plane.source_y.iter().enumerate() {
                 if sy != expanded_row {
                     let label_row = &labels[sy * lw..(sy + 1) * lw];
-                    for (terms, &sx) in self.colour_terms.chunks_exact_mut(cn).zip(&source_x) {
+                    for (terms, &sx) in self.colour_terms.chunks_exact_mut(cn).zip(&plane.source_x)
+                    {
                         let label = label_row[sx] as usize;
-                        terms.copy_from_slice(&palette[label * cn..(label + 1) * cn]);
+                        terms.copy_from_slice(&plane.palette[label * cn..(label + 1) * cn]);
                     }
                     expanded_row = sy;
                 }
                 let row = &mut data[y * stride..y * stride + cols * cn];
-                kernels::blend_span(row, &self.colour_terms, keep);
+                kernels::blend_span(row, &self.colour_terms, plane.keep);
             }
         }
         Ok(())
@@ -963,6 +964,71 @@ impl Background {
     }
 }
 
+/// What the class overlay's blend depends on besides the labels themselves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ClassPaintKey {
+    format: PixelFormat,
+    colorimetry: Colorimetry,
+    opacity_bits: u32,
+    frame: (usize, usize),
+    labels: (usize, usize),
+}
+
+/// Per plane of the frame: the palette's blend terms and the nearest-neighbour positions,
+/// built when the stream, the opacity or the model changes, not every frame.
+struct ClassPaint {
+    key: ClassPaintKey,
+    planes: Vec<ClassPaintPlane>,
+}
+
+struct ClassPaintPlane {
+    /// Index of the plane in the frame.
+    index: usize,
+    channels: usize,
+    keep: u16,
+    /// 256 labels × `channels` colour terms of `kernels::blend_span`.
+    palette: Vec<u16>,
+    /// Label column of each plane column, label row of each plane row.
+    source_x: Vec<usize>,
+    source_y: Vec<usize>,
+}
+
+impl ClassPaint {
+    fn new(key: ClassPaintKey, frame: &FrameViewMut<'_>) -> ClassPaint {
+        let gray = key.format == PixelFormat::Gray8;
+        let opacity = f32::from_bits(key.opacity_bits);
+        let planes = plane_channels(key.format)
+            .into_iter()
+            .map(|(plane, div, chans)| {
+                let l = &frame.planes[plane].1;
+                let cn = chans.len();
+                let mut keep = 256;
+                let mut palette = vec![0u16; 256 * cn];
+                for (label, terms) in palette.chunks_exact_mut(cn).enumerate() {
+                    let rgb = palette_color(label);
+                    let yuv = key.colorimetry.rgb_to_yuv(rgb);
+                    let mut pixel = [0u8; 4];
+                    for (p, ch) in pixel.iter_mut().zip(&chans) {
+                        *p = channel_value(*ch, rgb, yuv, gray) as u8;
+                    }
+                    let (k, t) = kernels::blend_terms(pixel, opacity);
+                    keep = k;
+                    terms.copy_from_slice(&t[..cn]);
+                }
+                ClassPaintPlane {
+                    index: plane,
+                    channels: cn,
+                    keep,
+                    palette,
+                    source_x: nearest_positions(key.labels.0, l.width / div),
+                    source_y: nearest_positions(key.labels.1, l.height),
+                }
+            })
+            .collect();
+        ClassPaint { key, planes }
+    }
+}
+
 /// Buffers of the multi-class softmax, kept from frame to frame.
 #[derive(Default)]
 struct SoftmaxScratch {
@@ -972,6 +1038,8 @@ struct SoftmaxScratch {
     exp: Mat,
     /// Σ over classes of `exp` (1 × H·W).
     total: Mat,
+    /// NHWC logits transposed to class-major (C × H·W).
+    by_class: Mat,
 }
 
 /// Which single-channel picture `render_gray` writes.

@@ -105,7 +105,8 @@ pub struct Preprocessor {
     fused: Option<Fused>,
     route: Route,
     plan: Option<RowPlan>,
-    rows: RowBuffers,
+    /// Row buffers of the hand-written route, one set per band of rows (thread).
+    row_buffers: Vec<RowBuffers>,
     /// Threads of the hand-written route: 0 = automatic (several for large tensors only).
     threads: usize,
 }
@@ -218,7 +219,7 @@ impl Preprocessor {
             fused: None,
             route: Route::default(),
             plan: None,
-            rows: RowBuffers::default(),
+            row_buffers: Vec::new(),
             threads: 0,
         })
     }
@@ -413,15 +414,17 @@ impl Preprocessor {
         let band = h.div_ceil(threads);
         let bounds: Vec<usize> = (0..=threads).map(|i| (i * band).min(h)).collect();
         let mut parts = tensor_bands(out, t, region.y, &bounds);
+        if self.row_buffers.len() < threads {
+            self.row_buffers.resize_with(threads, RowBuffers::default);
+        }
         if threads == 1 {
-            job.fill(0..h, &mut parts[0], &mut self.rows);
+            job.fill(0..h, &mut parts[0], &mut self.row_buffers[0]);
         } else {
             let (job, bounds) = (&job, &bounds);
             std::thread::scope(|scope| {
-                for (i, part) in parts.iter_mut().enumerate() {
-                    scope.spawn(move || {
-                        job.fill(bounds[i]..bounds[i + 1], part, &mut RowBuffers::default())
-                    });
+                let bands = parts.iter_mut().zip(self.row_buffers.iter_mut());
+                for (i, (part, bufs)) in bands.enumerate() {
+                    scope.spawn(move || job.fill(bounds[i]..bounds[i + 1], part, bufs));
                 }
             });
         }
