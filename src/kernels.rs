@@ -313,6 +313,26 @@ dispatch! {
 mod tests {
     use super::*;
 
+    /// Two channels (byte offsets `offsets` in each pixel) of `n` outputs sampled from two rows.
+    fn sample_pair(
+        top: &[u8],
+        bottom: &[u8],
+        taps: &Taps,
+        row_weight: f32,
+        offsets: (usize, usize),
+        n: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (mut u, mut v) = (vec![0.0; n], vec![0.0; n]);
+        sample_rows(
+            top,
+            bottom,
+            taps,
+            row_weight,
+            [Some((offsets.0, &mut u[..])), Some((offsets.1, &mut v[..]))],
+        );
+        (u, v)
+    }
+
     #[test]
     fn vector_and_scalar_sampling_agree_exactly() {
         let row = |seed: usize| -> Vec<u8> {
@@ -326,17 +346,7 @@ mod tests {
         let next: Vec<u32> = first.iter().map(|f| (f + 2).min(196)).collect();
         let weight: Vec<f32> = (0..61).map(|i| (i % 7) as f32 / 7.0).collect();
         let taps = Taps::new(first, next, weight);
-        let run = |top: &[u8], bottom: &[u8]| {
-            let (mut u, mut v) = (vec![0.0; 61], vec![0.0; 61]);
-            sample_rows(
-                top,
-                bottom,
-                &taps,
-                0.3,
-                [Some((0, &mut u[..])), Some((1, &mut v[..]))],
-            );
-            (u, v)
-        };
+        let run = |top: &[u8], bottom: &[u8]| sample_pair(top, bottom, &taps, 0.3, (0, 1), 61);
         // With 3 spare bytes the vector loop may run; without them only the portable one.
         let tight = taps.row_len(1);
         let (fast, slow) = (run(&top, &bottom), run(&top[..tight], &bottom[..tight]));
@@ -358,17 +368,7 @@ mod tests {
         let weight: Vec<f32> = (0..45).map(|i| (i % 5) as f32 / 5.0).collect();
         let taps = Taps::new(first, next, weight);
         assert_eq!(taps.pair_step, Some(4));
-        let run = |top: &[u8], bottom: &[u8]| {
-            let (mut u, mut v) = (vec![0.0; 45], vec![0.0; 45]);
-            sample_rows(
-                top,
-                bottom,
-                &taps,
-                0.6,
-                [Some((1, &mut u[..])), Some((3, &mut v[..]))],
-            );
-            (u, v)
-        };
+        let run = |top: &[u8], bottom: &[u8]| sample_pair(top, bottom, &taps, 0.6, (1, 3), 45);
         let tight = taps.row_len(3);
         assert_eq!(run(&top, &bottom), run(&top[..tight], &bottom[..tight]));
     }
