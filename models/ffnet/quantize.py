@@ -169,16 +169,14 @@ def _ort_quantize(model_in, model_out, act, images, overrides=None, keep_removab
 
 
 def quantize(model_in: str, model_out: str, scheme: str, images, recipe: str = "plain",
-             search_top: int = 30, log=None, a16: int = 0, reuse: dict | None = None):
+             search_top: int = 30, log=None, a16: int = 0):
     """Quantize ``model_in`` to ``model_out``; ``images``: RGB uint8 calibration images.
 
     ``recipe`` "plain": ORT's QNN config with MinMax ranges (and the sigmoid-logit override).
     ``recipe`` "tuned" (w8a8 only): see the module docstring; ``search_top`` is the number of
     activation groups whose range is searched (0: none, only the exact HardSwish clip).
     ``recipe`` "tuned-mixed" (w8a8 only): the tuned model with the ``a16`` activation groups
-    that rank_a16_groups ranks first carried in uint16. ``reuse``: the info dict of a "tuned"
-    run on the same model and images (its equalization and range search are reused, saving
-    about 3 minutes).
+    that rank_a16_groups ranks first carried in uint16.
     """
     import tempfile
 
@@ -205,22 +203,16 @@ def quantize(model_in: str, model_out: str, scheme: str, images, recipe: str = "
     name, shape, layout = media.input_contract(model_in)
     inputs = [media.to_input(im, shape, layout) for im in images]
     with tempfile.TemporaryDirectory() as d:
-        st = (reuse or {}).get("_tuned")
-        if st is None:
-            f, eq = equalize_relu_depthwise(onnx.load(model_in), inputs)
-            f_path = os.path.join(d, "equalized.onnx")
-            onnx.save(f, f_path)
-            keep_path = os.path.join(d, "keep.onnx")
-            _ort_quantize(f_path, keep_path, act, images, sig, keep_removable=True)
-            ranges = search_activation_ranges(f, onnx.load(keep_path), inputs, top=search_top,
-                                              fixed=tuple(sig), log=log)
-            st = {"equalized": eq, "ranges": ranges, "fmodel": f.SerializeToString()}
-        f = onnx.load_from_string(st["fmodel"])
+        f, eq = equalize_relu_depthwise(onnx.load(model_in), inputs)
+        info["equalized"] = eq
         f_path = os.path.join(d, "equalized.onnx")
         onnx.save(f, f_path)
-        info["equalized"] = st["equalized"]
+        keep_path = os.path.join(d, "keep.onnx")
+        _ort_quantize(f_path, keep_path, act, images, sig, keep_removable=True)
+        ranges = search_activation_ranges(f, onnx.load(keep_path), inputs, top=search_top,
+                                          fixed=tuple(sig), log=log)
         ov = {t_: [{"rmin": np.array(a, np.float32), "rmax": np.array(b, np.float32)}]
-              for t_, (a, b) in st["ranges"].items() if t_ not in sig}
+              for t_, (a, b) in ranges.items() if t_ not in sig}
         ov.update(sig)
         tuned_path = os.path.join(d, "tuned.onnx") if recipe == "tuned-mixed" else model_out
         cfg, n = _ort_quantize(f_path, tuned_path, act, images, ov)
@@ -239,7 +231,7 @@ def quantize(model_in: str, model_out: str, scheme: str, images, recipe: str = "
             if log:
                 log(f"uint16 activation groups ({a16} of {len(order)}): {order[:a16]}")
         onnx.save(q, model_out)
-    info.update(seconds=time.time() - t, calibration_images=n, _tuned=st,
+    info.update(seconds=time.time() - t, calibration_images=n,
                 overrides=sorted(cfg.extra_options.get("TensorQuantOverrides", {})))
     return info
 
