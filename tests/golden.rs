@@ -1,5 +1,6 @@
 //! Golden tests on real media: the plugin's masks against an independent Python
-//! implementation of DESIGN.md §2 (tests/reference/segref.py, OpenCV + onnxruntime).
+//! implementation of the stages in docs/stages.md (tests/reference/segref.py, OpenCV +
+//! onnxruntime).
 //!
 //! The `*_gstdec` goldens were computed by that reference from frames decoded by the
 //! same GStreamer decoders the pipelines here use, so decoding is not what is compared.

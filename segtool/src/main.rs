@@ -1,4 +1,4 @@
-//! segtool — the course's device-in-the-loop steps without a cloud service:
+//! segtool — inspect, profile and validate a model on the device itself, no cloud service:
 //!
 //! ```text
 //! segtool inspect MODEL

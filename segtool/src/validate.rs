@@ -1,5 +1,5 @@
 //! `segtool validate`: numerics of one model (or provider) against a reference on real
-//! frames — the course's "validate on-target numerics" step. Both models get each frame
+//! frames on the target (e.g. a quantized model on the NPU). Both models get each frame
 //! through the engine's own pre-processing; their scores are compared at model resolution.
 
 use std::time::Instant;

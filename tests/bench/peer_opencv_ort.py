@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The peer a user would otherwise write: DESIGN.md section 2's stages in Python with
+"""The peer a user would otherwise write: the stages of docs/stages.md in Python with
 OpenCV + onnxruntime, timed on frames already decoded into memory (decoding is not timed,
 as on the plugin side).
 
