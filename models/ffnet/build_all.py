@@ -259,7 +259,7 @@ def render(report: dict) -> str:
                  "of the real architecture; the numerics columns only show how much "
                  "quantization moves *these* logits, not Cityscapes accuracy.")
         L.append("")
-    L.append("| Variant | Input | Params (M) (seed) | GMACs (seed \"GFlops\") | Size FP32 (MB) | "
+    L.append("| Variant | Input | Params (M) (published) | GMACs (published \"GFlops\") | Size FP32 (MB) | "
              "Size W8A8 (MB) | Size ratio | Latency FP32 (ms) | Latency W8A8 (ms) | Speedup | "
              "Runs | Top-class agreement W8A8 | Logits PSNR W8A8 (dB) |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")

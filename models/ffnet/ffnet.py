@@ -67,7 +67,7 @@ class Variant:
     """Everything that tells one FFNet variant from another."""
 
     name: str                # AI Hub model id
-    title: str               # human name, as in the seed's table
+    title: str               # human name, as in the published FFNet table
     official_name: str       # model name in Qualcomm-AI-research/FFNet's registry
     checkpoint: str          # official Cityscapes checkpoint file name
     backbone: str            # "S" or "NS"
@@ -78,7 +78,7 @@ class Variant:
     pre_downsampling: bool   # Gaussian /2 before the backbone (LowRes variants)
     height: int              # AI Hub input size
     width: int
-    seed_params_m: float     # the seed's table
+    seed_params_m: float     # the published FFNet table
     seed_gflops: float
     seed_size_mb: float
     extra: dict = field(default_factory=dict)

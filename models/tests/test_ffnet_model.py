@@ -1,4 +1,4 @@
-"""FFNet in PyTorch: parameter counts against the seed's table, multiply-accumulates,
+"""FFNet in PyTorch: parameter counts against the published FFNet table, multiply-accumulates,
 output stride, and the official state-dict key layout. Skipped without torch."""
 
 import pytest
@@ -24,8 +24,8 @@ def test_parameter_count_within_1_percent_of_seed(variant):
 
 @pytest.mark.parametrize("variant,gmacs", [("ffnet_78s_lowres", 19.9), ("ffnet_122ns_lowres", 12.74)])
 def test_multiply_accumulates_at_ai_hub_resolution(variant, gmacs):
-    # 78S-LowRes matches the seed's 19.9 "GFlops" (they are MACs). 122NS-LowRes measures
-    # 12.75 G, a tenth of the seed's 127.4: the seed's figure has a slipped decimal point.
+    # 78S-LowRes matches the published 19.9 "GFlops" (they are MACs). 122NS-LowRes measures
+    # 12.75 G, a tenth of the published 127.4: the published figure has a slipped decimal point.
     v = F.VARIANTS[variant]
     macs = F.count_macs(F.FFNet(variant), v.height, v.width)["macs"] / 1e9
     assert abs(macs / gmacs - 1) < 0.01, f"{variant}: {macs:.2f} GMAC"
