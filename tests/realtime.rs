@@ -60,19 +60,22 @@ fn run(launch: &str) -> (Frames, gst::Element) {
 fn async_mode_never_holds_frames_back_for_a_slow_model() {
     // A live 30 FPS camera and a model that needs ~100 ms: every frame still comes out,
     // most carry an earlier frame's result, and results are never from the future.
+    // Three seconds of camera, so that a loaded machine (the first inference is the
+    // slowest) still finishes several inferences before the last frame.
+    const FRAMES: usize = 90;
     let launch = format!(
-        "videotestsrc is-live=true num-buffers=45 pattern=ball ! video/x-raw,format=NV12,width=320,height=240,framerate=30/1 ! \
+        "videotestsrc is-live=true num-buffers={FRAMES} pattern=ball ! video/x-raw,format=NV12,width=320,height=240,framerate=30/1 ! \
          segpreproc ! ffnetinfer name=infer mode=async model={} ! appsink name=sink sync=false",
         slow_model()
     );
     let (frames, infer) = run(&launch);
-    assert_eq!(frames.len(), 45, "every frame reaches the sink");
+    assert_eq!(frames.len(), FRAMES, "every frame reaches the sink");
     let inferences = infer.property::<u64>("inferences");
     let reused = infer.property::<u64>("frames-reused");
-    eprintln!("async: 45 frames, {inferences} inferences, {reused} frames reused");
+    eprintln!("async: {FRAMES} frames, {inferences} inferences, {reused} frames reused");
     assert!(
-        (1..45).contains(&inferences),
-        "the worker ran {inferences} times for 45 frames"
+        (1..FRAMES as u64).contains(&inferences),
+        "the worker ran {inferences} times for {FRAMES} frames"
     );
     assert!(reused > 0);
     let mut last_seq = 0;
