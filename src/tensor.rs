@@ -1,5 +1,6 @@
-//! Tensor descriptions shared by the three stages: what the model wants as input and
-//! what it gives back.
+//! The vocabulary the three stages share: what the model wants as input ([`TensorSpec`]),
+//! what it gives back ([`OutputSpec`]), and where the picture lies in the input tensor
+//! ([`Region`]). Stages depend on this module, never on each other.
 
 use crate::error::{Error, Result};
 
@@ -151,6 +152,31 @@ impl TensorSpec {
             quantization: None,
         })
     }
+}
+
+/// The model's output: one image-shaped score tensor at model resolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutputSpec {
+    /// Classes (1 for a probability mask, 19 for Cityscapes logits).
+    pub classes: usize,
+    pub width: usize,
+    pub height: usize,
+    pub layout: Layout,
+}
+
+impl OutputSpec {
+    pub fn element_count(&self) -> usize {
+        self.classes * self.width * self.height
+    }
+}
+
+/// The part of the input tensor that holds the picture (all of it unless letterboxed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub x: usize,
+    pub y: usize,
+    pub width: usize,
+    pub height: usize,
 }
 
 /// NHWC when the last axis looks like channels (1..=4) and the second does not; NCHW otherwise.

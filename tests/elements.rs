@@ -651,7 +651,7 @@ fn qnn_context_cache_is_written_then_loaded_and_rebuilt_when_the_model_or_option
         let t = std::time::Instant::now();
         let s = InferenceSession::open(&c).unwrap_or_else(|e| panic!("{e}"));
         let ms = t.elapsed().as_secs_f64() * 1e3;
-        assert_eq!(s.active_provider(), "qnn");
+        assert_eq!(s.active_provider(), Provider::Qnn);
         assert!(
             !s.placements().is_empty()
                 && s.placements()
@@ -785,7 +785,7 @@ fn qnn_provider_options_are_accepted_by_the_htp_simulator_or_refused_with_a_clea
     };
     let on_qnn = |options: &str| {
         let s = open(options).unwrap_or_else(|e| panic!("{options}: {e}"));
-        assert_eq!(s.active_provider(), "qnn", "{options}");
+        assert_eq!(s.active_provider(), Provider::Qnn, "{options}");
         assert!(
             !s.placements().is_empty()
                 && s.placements()
@@ -981,7 +981,7 @@ fn qnn_provider_options_are_accepted_by_the_htp_simulator_or_refused_with_a_clea
         "{e}"
     );
     let s = open("htp_perfomance_mode=burst").unwrap();
-    assert_eq!(s.active_provider(), "qnn");
+    assert_eq!(s.active_provider(), Provider::Qnn);
     assert_eq!(
         s.warnings(),
         [
@@ -994,7 +994,7 @@ fn qnn_provider_options_are_accepted_by_the_htp_simulator_or_refused_with_a_clea
     let mut c = SessionConfig::new(selfie_model());
     c.provider_options = parse_provider_options("htp_performance_mode=turbo").unwrap();
     let s = InferenceSession::open(&c).unwrap();
-    assert_eq!(s.active_provider(), "cpu");
+    assert_eq!(s.active_provider(), Provider::Cpu);
     drop(s);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -35,8 +35,8 @@ use std::sync::Once;
 use gst::glib;
 use gst::meta::CustomMeta;
 
-use ffnetseg::inference::OutputSpec;
-use ffnetseg::preprocess::Region;
+use ffnetseg::tensor::OutputSpec;
+use ffnetseg::tensor::Region;
 use ffnetseg::tensor::{DType, Layout, Quantization, TensorSpec};
 
 pub const INPUT_TENSOR_META: &str = "FfnetsegInputTensorMeta";

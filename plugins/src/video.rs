@@ -37,7 +37,6 @@ pub fn colorimetry(info: &gst_video::VideoInfo) -> Colorimetry {
 
 fn layouts(format: PixelFormat, info: &gst_video::VideoInfo, strides: &[i32]) -> Vec<PlaneLayout> {
     plane_layouts(format, info.width() as usize, info.height() as usize)
-        .into_iter()
         .zip(strides)
         .map(|((width, height, channels), stride)| PlaneLayout {
             width,
@@ -95,8 +94,7 @@ pub fn frame_view_mut<'a>(
         .zip(layouts)
         // SAFETY: the planes of a mapped video frame do not overlap, and they live as
         // long as the frame mapping borrowed for 'a.
-        .map(|((p, len), l)| (unsafe { std::slice::from_raw_parts_mut(p, len) }, l))
-        .collect();
+        .map(|((p, len), l)| (unsafe { std::slice::from_raw_parts_mut(p, len) }, l));
     FrameViewMut::new(
         format,
         info.width() as usize,

@@ -194,8 +194,8 @@ fn profile(o: &Options) -> Result<(), String> {
 
 fn inspect(model: &str) -> Result<(), String> {
     let bytes = std::fs::read(model).map_err(|e| format!("cannot read {model}: {e}"))?;
-    let summary =
-        ffnetseg::onnx_proto::summarize(&bytes).ok_or(format!("{model} is not an ONNX model"))?;
+    let summary = ffnetseg::inference::onnx_proto::summarize(&bytes)
+        .ok_or(format!("{model} is not an ONNX model"))?;
     println!("model       {model} ({:.2} MB)", bytes.len() as f64 / 1e6);
     let opsets: Vec<String> = summary
         .opsets

@@ -9,11 +9,12 @@ use opencv::{imgcodecs, videoio};
 
 use ffnetseg::classes::parse_classes;
 use ffnetseg::frame::{FrameView, PixelFormat};
-use ffnetseg::inference::{InferenceSession, OutputSpec, Provider, SessionConfig};
+use ffnetseg::inference::{InferenceSession, Provider, SessionConfig};
 use ffnetseg::preprocess::{
     Interpolation, Normalization, PreprocessConfig, Preprocessor, ResizeMode,
 };
 use ffnetseg::tensor::Layout;
+use ffnetseg::tensor::OutputSpec;
 
 struct Args {
     model: String,

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 use ffnetseg::frame::{Colorimetry, FrameView, FrameViewMut, PixelFormat, packed_frame_size};
-use ffnetseg::inference::{InferenceSession, OutputSpec, Provider, SessionConfig};
+use ffnetseg::inference::{InferenceSession, Provider, SessionConfig};
 use ffnetseg::kernels::Route;
 use ffnetseg::postprocess::{GrayKind, PostprocessConfig, Postprocessor, ScoresView};
 use ffnetseg::preprocess::{
     Interpolation, Normalization, PreprocessConfig, Preprocessor, ResizeMode,
 };
+use ffnetseg::tensor::OutputSpec;
 use ffnetseg::tensor::{DType, Layout, TensorSpec};
 use ffnetseg_tests::*;
 

@@ -17,7 +17,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use ffnetseg::inference::{InferenceSession, ModelContract, SessionConfig, parse_provider_options};
-use ffnetseg::preprocess::Region;
+use ffnetseg::tensor::Region;
 use ffnetseg::tensor::TensorSpec;
 
 use super::{ModeChoice, ProviderChoice};

@@ -74,6 +74,7 @@ struct CellRun {
 }
 
 /// The small probability map (a crop of it), classified against one threshold.
+#[derive(Default)]
 pub struct MaskRuns {
     width: usize,
     height: usize,
@@ -89,23 +90,6 @@ pub struct MaskRuns {
     /// Sampling positions per output size (a frame's planes differ: luma, chroma).
     axes: Vec<(Axis, Axis)>,
     spans: Vec<(usize, usize)>,
-}
-
-impl Default for MaskRuns {
-    fn default() -> Self {
-        MaskRuns {
-            width: 0,
-            height: 0,
-            values: Vec::new(),
-            threshold: 0.0,
-            codes: Vec::new(),
-            band: Vec::new(),
-            runs: Vec::new(),
-            band_runs: Vec::new(),
-            axes: Vec::new(),
-            spans: Vec::new(),
-        }
-    }
 }
 
 impl MaskRuns {
@@ -171,7 +155,7 @@ impl MaskRuns {
                 // Eight cells at a time through long runs.
                 let repeated = u64::from_ne_bytes([code; 8]);
                 while k + 8 <= width
-                    && u64::from_ne_bytes(band[k..k + 8].try_into().expect("8 bytes")) == repeated
+                    && bytemuck::pod_read_unaligned::<u64>(&band[k..k + 8]) == repeated
                 {
                     k += 8;
                 }

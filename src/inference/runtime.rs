@@ -127,11 +127,6 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
     Ok(RUNTIME.get().expect("set just above"))
 }
 
-/// Whether ONNX Runtime is already loaded in this process.
-pub fn loaded() -> Option<&'static Runtime> {
-    RUNTIME.get()
-}
-
 /// The version a libonnxruntime reports (`OrtGetApiBase()->GetVersionString()`), read
 /// without initialising anything; None when it cannot be loaded or asked.
 fn library_version(path: &Path) -> Option<String> {

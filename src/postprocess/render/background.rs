@@ -1,0 +1,183 @@
+//! Background blur and replacement: `out = frame·alpha + background·(1 − alpha)`.
+
+use opencv::boxed_ref::BoxedRefMut;
+use opencv::core::{self, Mat, Size, Vector};
+use opencv::imgproc;
+use opencv::prelude::*;
+
+use super::super::Postprocessor;
+use super::one_minus;
+use crate::cvmat::{ensure_same_data, view_mut};
+use crate::error::{Error, Result};
+use crate::frame::{Colorimetry, FrameViewMut, PixelFormat, Role};
+
+impl Postprocessor {
+    /// Keeps the foreground sharp and box-blurs the background:
+    /// `out = frame·alpha + blur(frame)·(1 − alpha)`.
+    pub fn render_background_blur(
+        &mut self,
+        frame: &mut FrameViewMut<'_>,
+        strength: usize,
+    ) -> Result<()> {
+        let (w, h) = (frame.width, frame.height);
+        self.composite(frame, |_, dst, out| {
+            // Kernel scaled to the plane so chroma and luma blur by the same picture distance.
+            let (cols, rows) = (dst.cols() as usize, dst.rows() as usize);
+            let kx = ((strength * cols).div_ceil(w.max(1)) | 1).max(1) as i32;
+            let ky = ((strength * rows).div_ceil(h.max(1)) | 1).max(1) as i32;
+            imgproc::blur(
+                dst,
+                out,
+                Size::new(kx, ky),
+                core::Point::new(-1, -1),
+                core::BORDER_REPLICATE,
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Replaces the background with a picture: `out = frame·alpha + picture·(1 − alpha)`.
+    pub fn render_background_replace(
+        &mut self,
+        frame: &mut FrameViewMut<'_>,
+        picture: &mut Background,
+    ) -> Result<()> {
+        let planes = picture.planes_for(frame)?;
+        self.composite(frame, |plane, _, out| {
+            planes[plane].copy_to(out)?;
+            Ok(())
+        })
+    }
+
+    /// `out = frame·alpha + background·(1 − alpha)` plane by plane, where `background`
+    /// fills a plane-sized image (given the painted plane's index and its pixels).
+    fn composite(
+        &mut self,
+        frame: &mut FrameViewMut<'_>,
+        mut background: impl FnMut(usize, &BoxedRefMut<'_, Mat>, &mut Mat) -> Result<()>,
+    ) -> Result<()> {
+        for (index, painted) in frame.format.info().painted.iter().enumerate() {
+            let (data, l) = &mut frame.planes[painted.plane];
+            let (cols, rows, cn) = (l.width / painted.columns, l.height, painted.roles.len());
+            view_mut!(dst = data, rows, cols, cn, l.stride);
+            let ptr = dst.data();
+            let size = Size::new(cols as i32, rows as i32);
+            self.alpha_u8(size)?;
+            background(index, &dst, &mut self.blurred)?;
+            if self.config.blur <= 1 {
+                // Background = where the mask is 0.
+                core::bitwise_not(&self.alpha, &mut self.hard, &core::no_array())?;
+                self.blurred.copy_to_masked(&mut dst, &self.hard)?;
+            } else {
+                self.alpha
+                    .convert_to(&mut self.weights, core::CV_32F, 1.0 / 255.0, 0.0)?;
+                one_minus(&self.weights, &mut self.inverse)?;
+                let src = dst.try_clone()?;
+                imgproc::blend_linear(&src, &self.blurred, &self.weights, &self.inverse, &mut dst)?;
+            }
+            ensure_same_data(&dst, ptr, "background")?;
+        }
+        Ok(())
+    }
+}
+
+/// A background picture for `render_background_replace`, converted once per frame
+/// size and format into plane-sized images in the frame's own format.
+pub struct Background {
+    rgb: Mat,
+    /// Plane images for the frame shape they were made for.
+    cache: Option<(FrameShape, Vec<Mat>)>,
+}
+
+/// Format, size and colorimetry: what a converted background depends on.
+type FrameShape = (PixelFormat, usize, usize, Colorimetry);
+
+impl Background {
+    /// Loads a picture file (PNG, JPEG, …). The file is read here, so a missing or
+    /// unreadable one is an error that names it (and OpenCV prints nothing of its own).
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read background picture {}: {e}",
+                path.display()
+            ))
+        })?;
+        let encoded = Vector::<u8>::from_slice(&bytes);
+        let bgr = opencv::imgcodecs::imdecode(&encoded, opencv::imgcodecs::IMREAD_COLOR)?;
+        if bgr.empty() {
+            return Err(Error::Config(format!(
+                "background picture {} is not an image OpenCV can decode (PNG, JPEG, BMP …)",
+                path.display()
+            )));
+        }
+        let mut rgb = Mat::default();
+        imgproc::cvt_color(&bgr, &mut rgb, imgproc::COLOR_BGR2RGB, 0)?;
+        Ok(Background { rgb, cache: None })
+    }
+
+    /// The picture stretched to the frame, one image per painted plane.
+    fn planes_for(&mut self, frame: &FrameViewMut<'_>) -> Result<&[Mat]> {
+        let key = (frame.format, frame.width, frame.height, frame.colorimetry);
+        if self.cache.as_ref().is_none_or(|(k, _)| *k != key) {
+            let yuv = frame.colorimetry.rgb_to_yuv_rows();
+            let gray = frame.format == PixelFormat::Gray8;
+            let mut planes = Vec::new();
+            for painted in frame.format.info().painted {
+                let l = frame.planes[painted.plane].1;
+                let size = Size::new((l.width / painted.columns) as i32, l.height as i32);
+                let mut small = Mat::default();
+                imgproc::resize(&self.rgb, &mut small, size, 0.0, 0.0, imgproc::INTER_AREA)?;
+                // One row per channel of the plane: a linear map of (R, G, B, 1).
+                let rows: Vec<[f64; 4]> = painted
+                    .roles
+                    .iter()
+                    .map(|role: &Role| role.rgb_row(&yuv, gray))
+                    .collect();
+                let m = Mat::from_slice_2d(&rows)?;
+                let mut out = Mat::default();
+                core::transform(&small, &mut out, &m)?;
+                planes.push(out);
+            }
+            self.cache = Some((key, planes));
+        }
+        Ok(&self.cache.as_ref().expect("filled above").1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set in the child process of `a_missing_background_is_named_and_opencv_stays_quiet`.
+    const CHILD: &str = "FFNETSEG_BACKGROUND_CHILD";
+
+    #[test]
+    fn a_missing_background_is_named_and_opencv_stays_quiet() {
+        let missing = std::path::Path::new("/nonexistent/ffnetseg-background.png");
+        let e = Background::load(missing)
+            .err()
+            .expect("a missing file is an error");
+        let e = e.to_string();
+        assert!(
+            e.contains("/nonexistent/ffnetseg-background.png") && e.contains("No such file"),
+            "{e}"
+        );
+        if std::env::var_os(CHILD).is_some() {
+            return;
+        }
+        // OpenCV writes its warnings straight to stderr: run this test again in a child
+        // process and read what it printed.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "postprocess::render::background::tests::a_missing_background_is_named_and_opencv_stays_quiet",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("WARN"), "OpenCV printed: {stderr}");
+    }
+}
