@@ -381,9 +381,15 @@ fn cases() -> Vec<Case> {
                 } else {
                     String::new()
                 };
+                // Async runs against a live 60 fps source, as with a camera: a file-speed
+                // source would outrun the first result and leave the window without scores.
+                let (live, rate) = match infer_mode {
+                    "async" => (true, 60),
+                    _ => (false, 30),
+                };
                 let launch = format!(
-                    "videotestsrc num-buffers={frames} pattern=ball ! \
-                     video/x-raw,format=NV12,width=320,height=240,framerate=30/1 ! segpreproc ! \
+                    "videotestsrc num-buffers={frames} pattern=ball is-live={live} ! \
+                     video/x-raw,format=NV12,width=320,height=240,framerate={rate}/1 ! segpreproc ! \
                      ffnetinfer model={path} provider=cpu threads=2 mode={infer_mode} ! \
                      segpostproc mode={post}{extra} ! fakesink name=sink sync=false",
                     frames = WARM_UP + WINDOW as u64 + 5,
