@@ -6,6 +6,7 @@
 //! - `contract`: the model contract ([`ModelContract`]).
 //! - `context_cache`: compiled EP-context models.
 //! - `ort_log`: ONNX Runtime's creation log (placements, provider failures).
+//! - `fixed_run`: runs without a heap allocation per frame for fixed-shape models.
 //! - [`runtime`]: loading libonnxruntime once per process.
 //! - [`plugin_ep`]: execution providers shipped as plugin libraries (QNN).
 //! - [`qnn_options`]: checks of the QNN provider's options.
@@ -14,6 +15,7 @@
 mod config;
 mod context_cache;
 mod contract;
+mod fixed_run;
 pub mod onnx_proto;
 mod ort_log;
 pub mod plugin_ep;
@@ -35,6 +37,7 @@ pub use ort_log::{Placement, parse_placements};
 pub use provider::Provider;
 
 use context_cache::ContextCache;
+use fixed_run::FixedRun;
 use ort_log::OrtLog;
 
 use crate::error::{Error, Result};
@@ -59,6 +62,10 @@ pub struct InferenceSession {
     run_options: RunOptions,
     /// Dequantized scores of a quantized model, kept from run to run.
     dequantized: Vec<f32>,
+    /// The allocation-free run, for models whose shapes are fixed.
+    fixed: Option<FixedRun>,
+    /// Off: every run goes through ort's own `run` (the reference for tests).
+    allocation_free: bool,
 }
 
 /// Where the session loads the model from, and the EP-context model it is to write.
@@ -125,6 +132,7 @@ impl InferenceSession {
             }
             warnings.push(msg);
         }
+        let fixed = FixedRun::prepare(&session, &contract)?;
         Ok(InferenceSession {
             session,
             contract,
@@ -134,7 +142,20 @@ impl InferenceSession {
             placements,
             run_options: quiet_run_options()?,
             dequantized: Vec::new(),
+            fixed,
+            allocation_free: true,
         })
+    }
+
+    /// Whether fixed-shape models run without per-frame allocations (the default) or
+    /// through ort's own `run`, which the tests compare it with.
+    pub fn set_allocation_free(&mut self, on: bool) {
+        self.allocation_free = on;
+    }
+
+    /// Whether the allocation-free run applies to this model (fixed shapes).
+    pub fn runs_allocation_free(&self) -> bool {
+        self.allocation_free && self.fixed.is_some()
     }
 
     pub fn contract(&self) -> &ModelContract {
@@ -197,6 +218,18 @@ impl InferenceSession {
         consume: impl FnOnce(OutputSpec, &[f32]) -> R,
     ) -> Result<R> {
         check_input(&self.contract.input, spec, input)?;
+        if let Some(fixed) = self.fixed.as_mut().filter(|_| self.allocation_free) {
+            let dims = fixed.output_dims();
+            let data = fixed.run(
+                &mut self.session,
+                &self.run_options,
+                spec,
+                input,
+                &self.contract,
+            )?;
+            let actual = actual_output(&dims, data, &self.contract)?;
+            return Ok(consume(actual, data));
+        }
         let value = input_value(spec, input)?;
         // The model has exactly one input (the contract says so): passed by position.
         let outputs = self
