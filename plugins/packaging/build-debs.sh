@@ -84,22 +84,26 @@ arm64_admindir() {  # arm64_admindir ELF... → sets SHROOT and ADMIN
     p=$(dpkg -S "*/x86_64-linux-gnu/$lib" 2>/dev/null | head -1 | cut -d: -f1 || true)
     [ -n "$p" ] && pkgs="$pkgs,$p"
   done
-  pkgs=${pkgs#,}
-  if [ ! -e "$SHROOT/.complete" ] || [ "$(cat "$SHROOT/.complete")" != "$pkgs" ]; then
+  # Re-extract only when a package is missing; then extract the union (one root for all calls).
+  local have="" missing=0
+  [ -e "$SHROOT/.complete" ] && have=$(cat "$SHROOT/.complete")
+  for p in ${pkgs//,/ }; do grep -qx "$p" <<<"${have//,/$'\n'}" || missing=1; done
+  pkgs=$(tr ',' '\n' <<<"$have$pkgs" | grep -v '^$' | sort -u | paste -sd,)
+  if [ "$missing" = 1 ]; then
     echo "== Extracting the arm64 runtime packages for dpkg-shlibdeps: $pkgs" >&2
     rm -rf "$SHROOT" "$ADMIN"
     mmdebstrap --quiet --variant=extract --architectures=arm64 --mode=root --skip=cleanup/apt/cache \
       --include="$pkgs" bookworm "$SHROOT" \
       "deb http://deb.debian.org/debian bookworm main" \
       "deb http://deb.debian.org/debian-security bookworm-security main" >&2
-    mkdir -p "$ADMIN/info" "$ADMIN/updates"
+    mkdir -p "$ADMIN/info" "$ADMIN/updates"; echo 1 > "$ADMIN/info/format"  # multiarch info names (pkg:arm64.list)
     : > "$ADMIN/status"; echo arm64 > "$ADMIN/arch"
     local deb c n
     for deb in "$SHROOT"/var/cache/apt/archives/*.deb; do
       c=$(mktemp -d); dpkg-deb -e "$deb" "$c"
       n=$(sed -n 's/^Package: //p' "$c/control")
       grep -q '^Multi-Arch: same' "$c/control" && n="$n:arm64"
-      { sed '/^Description:/,$d' "$c/control"; echo "Status: install ok installed"; echo; } >> "$ADMIN/status"
+      { sed '/^Description:/q' "$c/control"; echo "Status: install ok installed"; echo; } >> "$ADMIN/status"
       # both /lib/… and /usr/lib/… spellings: bookworm packages ship /lib, the root is merged-/usr
       dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|; s|/$||' | grep -v '^$' |
         sed -e "s|^|$SHROOT|" -e "p; s|^$SHROOT/lib/|$SHROOT/usr/lib/|" | sort -u > "$ADMIN/info/$n.list"
@@ -124,7 +128,7 @@ shlibdeps() {  # shlibdeps ARCH ELF... → the Depends list dpkg-shlibdeps deriv
   local abs=(); for f in "$@"; do abs+=("$(readlink -f "$f")"); done
   (cd "$d" && DEB_HOST_ARCH=$arch dpkg-shlibdeps "${args[@]}" "${abs[@]}" 2> "$d/err") |
     sed -n 's/^shlibs:Depends=//p'
-  grep -v "libcdsprpc.so\|binaries to analyze should already be\|symbol .* used by .* found in none" "$d/err" >&2 || true
+  grep -v "libcdsprpc.so\|useless dependency\|binaries to analyze should already be\|symbol .* used by .* found in none" "$d/err" >&2 || true
   rm -rf "$d"
 }
 
