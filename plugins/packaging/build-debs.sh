@@ -51,7 +51,8 @@ ORT_MIN_PLUGIN=1.23
 ORT_MIN_QNN=1.24.2
 HTP_ARCHES="68 69 73 75 79 81"
 REV=1
-MAINTAINER="ffnetseg developers <ffnetseg@localhost>"
+# Set FFNETSEG_MAINTAINER to the vendor's name and address when shipping the packages.
+MAINTAINER=${FFNETSEG_MAINTAINER:-"ffnetseg developers <ffnetseg@example.org>"}
 HOMEPAGE_NOTE="ffnetseg: GStreamer elements for on-device video segmentation"
 
 wheel() {  # wheel NAME VERSION PLATFORM → path of the downloaded wheel
@@ -145,7 +146,11 @@ changelog() {  # changelog NAME VERSION → /usr/share/doc/NAME/changelog.Debian
 finish_pkg() {  # finish_pkg NAME VERSION ARCH "Depends" "extra control lines" "Description"
   local name=$1 version=$2 arch=$3 depends=$4 extra=$5 desc=$6
   changelog "$name" "$version"
-  [ -f "$here/lintian/$name" ] && install -Dm0644 "$here/lintian/$name" "$S/usr/share/lintian/overrides/$name"
+  # lintian overrides, each with its reason: common + the package's own (htp-v<NN> share one).
+  local ov=$S/usr/share/lintian/overrides/$name own=$here/lintian/${name%-v[0-9][0-9]}
+  mkdir -p "$(dirname "$ov")"; cat "$here/lintian/common" > "$ov"
+  [ -f "$own" ] && cat "$own" >> "$ov"
+  chmod 0644 "$ov"
   find "$S" -type d -exec chmod 0755 {} +
   (cd "$S" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z | xargs -0r md5sum) > "$S/DEBIAN/md5sums"
   local size; size=$(du -sk --exclude=DEBIAN "$S" | cut -f1)
@@ -195,8 +200,8 @@ rust_copyright() {  # rust_copyright NAME TRIPLE CRATE... : the workspace licenc
   local name=$1 triple=$2; shift 2
   copyright_head "$name" ffnetseg "the ffnetseg repository (Cargo workspace)"
   {
-    printf 'Files: *\nCopyright: ffnetseg contributors\nLicense: MIT or Apache-2.0\n\n'
-    printf 'Files: statically linked Rust crates\nCopyright: the authors of each crate (see crates.io)\n'
+    printf 'Files: *\nCopyright: 2025-2026 ffnetseg contributors\nLicense: MIT or Apache-2.0\n\n'
+    printf 'Files: statically linked Rust crates\nCopyright: (c) the authors of each crate (see crates.io)\n'
     printf 'License: various (per crate, below)\nComment: The binaries link these crates from crates.io statically:\n'
     (cd "$root" && "$here/crate-licenses.py" "$triple" "$@")
     printf '\nLicense: MIT\n'; mit_text
@@ -236,10 +241,10 @@ for arch in $arches; do
   finish_pkg ffnetseg "$PLUGIN_VERSION-$REV" "$arch" "$deps, ffnetseg-onnxruntime (>= $ORT_MIN_PLUGIN)" \
     "$(printf 'Recommends: ffnetseg-models, gstreamer1.0-plugins-base\nSuggests: ffnetseg-tools, ffnetseg-qnn, gstreamer1.0-tools')" \
     "$(printf '%s\n %s\n .\n %s\n %s\n %s' "GStreamer elements for on-device video segmentation" \
-      "segpreproc, ffnetinfer and segpostproc: a camera frame in, a mask, overlay," \
-      "blurred background or class map out. ffnetinfer runs the model with ONNX Runtime," \
-      "which it loads at run time from /usr/lib/ffnetseg (package ffnetseg-onnxruntime);" \
-      "the Qualcomm NPU needs ffnetseg-qnn and the ffnetseg-qnn-htp-v<NN> of the SoC.")"
+      "segpreproc, ffnetinfer, segpostproc: a camera frame in; a mask, overlay," \
+      "blurred background or class map out. ffnetinfer loads ONNX Runtime at run" \
+      "time from /usr/lib/ffnetseg (package ffnetseg-onnxruntime). The Qualcomm NPU" \
+      "needs ffnetseg-qnn and the ffnetseg-qnn-htp-v<NN> package of the SoC.")"
 
   # ffnetseg-tools: segtool (amd64 only: the arm64 sysroot has no OpenCV videoio, see docs/delivery.md).
   if [ -x "$rel/segtool" ]; then
@@ -250,8 +255,8 @@ for arch in $arches; do
     deps=$(shlibdeps "$arch" "$S/usr/bin/segtool")
     finish_pkg ffnetseg-tools "$PLUGIN_VERSION-$REV" "$arch" "$deps, ffnetseg-onnxruntime (>= $ORT_MIN_PLUGIN)" "Section: utils" \
       "$(printf '%s\n %s\n %s' "segtool: inspect, profile and validate ffnetseg models" \
-        "Prints a model's contract, profiles it per execution provider (where each node" \
-        "runs), and validates masks against references on a development board or PC.")"
+        "Prints a model's contract, profiles it per execution provider (where each" \
+        "node runs), and validates masks against references.")"
   else
     echo "   (no $rel/segtool: ffnetseg-tools not built for $arch)"
   fi
@@ -268,18 +273,18 @@ for arch in $arches; do
   install -m0644 "$x/onnxruntime/ThirdPartyNotices.txt" "$x/onnxruntime/Privacy.md" "$dd/"
   gzip -9n "$dd/ThirdPartyNotices.txt"
   copyright_head ffnetseg-onnxruntime "ONNX Runtime" "https://github.com/microsoft/onnxruntime (PyPI wheel $(basename "$w"))"
-  { printf 'Files: *\nCopyright: Microsoft Corporation\nLicense: MIT\nComment: LICENSE of the wheel, verbatim:\n'
+  { printf 'Files: *\nCopyright: (c) Microsoft Corporation\nLicense: MIT\nComment: LICENSE of the wheel, verbatim:\n'
     sed 's/^$/./; s/^/ /' "$x/onnxruntime/LICENSE"
-    printf '\nFiles: third-party components linked into libonnxruntime.so\nCopyright: see ThirdPartyNotices.txt.gz\n'
+    printf '\nFiles: third-party components linked into libonnxruntime.so\nCopyright: (c) their authors, see ThirdPartyNotices.txt.gz\n'
     printf 'License: various\n The notices of the third-party components shipped with ONNX Runtime are in\n /usr/share/doc/ffnetseg-onnxruntime/ThirdPartyNotices.txt.gz (from the wheel), its\n privacy statement in Privacy.md.\n'
     printf '\nLicense: MIT\n'; mit_text
   } >> "$dd/copyright"
   deps=$(shlibdeps "$arch" "$d/libonnxruntime.so.$ORT_VERSION" "$d/libonnxruntime_providers_shared.so")
   finish_pkg ffnetseg-onnxruntime "$ORT_VERSION-$REV" "$arch" "$deps" "" \
     "$(printf '%s\n %s\n %s\n %s' "ONNX Runtime $ORT_VERSION (CPU) for ffnetseg" \
-      "libonnxruntime.so from the PyPI onnxruntime wheel, in /usr/lib/ffnetseg where" \
-      "ffnetinfer loads it without environment variables. Private to ffnetseg: not on the" \
-      "system loader path.")"
+      "libonnxruntime.so from the PyPI onnxruntime wheel, in /usr/lib/ffnetseg" \
+      "where ffnetinfer loads it without environment variables. Private to" \
+      "ffnetseg: not on the system loader path.")"
 
   # QNN: the plugin EP, its HTP libraries per Hexagon version, the GPU backend (arm64); the
   # x86-64 HTP simulator (amd64, for CI and ahead-of-time compilation, not for boards).
@@ -292,9 +297,9 @@ for arch in $arches; do
       install -m0644 "$q/Qualcomm_LICENSE.pdf" "$q/Privacy.md" "$dd/"
       install -m0644 "$q/ThirdPartyNotices.txt" "$dd/"; gzip -9n "$dd/ThirdPartyNotices.txt"
       copyright_head "$1" "onnxruntime-qnn" "https://pypi.org/project/onnxruntime-qnn/ (wheel $(basename "$w"))"
-      { printf 'Files: usr/lib/ffnetseg/qnn/libonnxruntime_providers_qnn.so\nCopyright: Microsoft Corporation, Qualcomm Technologies, Inc.\nLicense: MIT\nComment: LICENSE of the wheel, verbatim:\n'
+      { printf 'Files: usr/lib/ffnetseg/qnn/libonnxruntime_providers_qnn.so\nCopyright: (c) Microsoft Corporation, (c) Qualcomm Technologies, Inc.\nLicense: MIT\nComment: LICENSE of the wheel, verbatim:\n'
         sed 's/^$/./; s/^/ /' "$q/LICENSE"
-        printf '\nFiles: usr/lib/ffnetseg/qnn/libQnn* usr/lib/ffnetseg/qnn/libHtpPrepare.so\nCopyright: Qualcomm Technologies, Inc.\nLicense: Qualcomm-QAIRT\n'
+        printf '\nFiles: usr/lib/ffnetseg/qnn/libQnn* usr/lib/ffnetseg/qnn/libHtpPrepare.so\nCopyright: (c) Qualcomm Technologies, Inc.\nLicense: Qualcomm-QAIRT\n'
         printf ' The QNN / QAIRT runtime libraries are distributed under Qualcomm'"'"'s licence,\n /usr/share/doc/%s/Qualcomm_LICENSE.pdf (from the wheel). Third-party notices:\n ThirdPartyNotices.txt.gz; privacy statement: Privacy.md.\n' "$1"
         printf '\nLicense: MIT\n'; mit_text
       } >> "$dd/copyright"
@@ -308,11 +313,12 @@ for arch in $arches; do
       deps=$(shlibdeps arm64 "$d"/*.so)
       finish_pkg ffnetseg-qnn "$QNN_VERSION-$REV" arm64 "$deps, ffnetseg-onnxruntime (>= $ORT_MIN_QNN)" \
         "$(printf 'Suggests: %s' "$(for v in $HTP_ARCHES; do printf 'ffnetseg-qnn-htp-v%s | ' "$v"; done | sed 's/ | $//')")" \
-        "$(printf '%s\n %s\n %s\n %s\n %s' "Qualcomm QNN execution provider for ffnetseg (onnxruntime-qnn $QNN_VERSION)" \
-          "The QNN plugin EP and the CPU side of the HTP backend, in /usr/lib/ffnetseg/qnn where" \
-          "ffnetinfer finds it. Install with it the ffnetseg-qnn-htp-v<NN> package of the SoC's" \
-          "Hexagon version (v68: QCS6490, v73: QCS8550). The board's FastRPC (libcdsprpc.so," \
-          "/dev/fastrpc-cdsp) comes from its BSP.")"
+        "$(printf '%s\n %s\n %s\n %s\n %s\n %s' "Qualcomm QNN execution provider for ffnetseg" \
+          "The onnxruntime-qnn $QNN_VERSION plugin EP and the CPU side of the HTP backend," \
+          "in /usr/lib/ffnetseg/qnn where ffnetinfer finds it. Install with it the" \
+          "ffnetseg-qnn-htp-v<NN> package of the SoC's Hexagon version (v68: QCS6490," \
+          "v73: QCS8550). The board's FastRPC (libcdsprpc.so, /dev/fastrpc-cdsp)" \
+          "comes from its BSP.")"
       for v in $HTP_ARCHES; do
         stage_new "ffnetseg-qnn-htp-v$v" arm64; d=$S/usr/lib/ffnetseg/qnn; mkdir -p "$d"
         install -m0644 "$q/libQnnHtpV${v}Stub.so" "$q/libQnnHtpV${v}Skel.so" "$d/"
@@ -321,7 +327,7 @@ for arch in $arches; do
         finish_pkg "ffnetseg-qnn-htp-v$v" "$QNN_VERSION-$REV" arm64 "$deps, ffnetseg-qnn (= $QNN_VERSION-$REV)" "" \
           "$(printf '%s\n %s\n %s' "Hexagon v$v HTP libraries for ffnetseg's QNN EP" \
             "libQnnHtpV${v}Stub.so (CPU side, needs the board's libcdsprpc.so) and" \
-            "libQnnHtpV${v}Skel.so (loaded by the DSP), QAIRT of onnxruntime-qnn $QNN_VERSION.")"
+            "libQnnHtpV${v}Skel.so (loaded by the DSP), from onnxruntime-qnn $QNN_VERSION.")"
       done
       stage_new ffnetseg-qnn-gpu arm64; d=$S/usr/lib/ffnetseg/qnn; mkdir -p "$d"
       install -m0644 "$q/libQnnGpu.so" "$d/"
@@ -329,22 +335,22 @@ for arch in $arches; do
       deps=$(shlibdeps arm64 "$d/libQnnGpu.so")
       finish_pkg ffnetseg-qnn-gpu "$QNN_VERSION-$REV" arm64 "$deps, ffnetseg-qnn (= $QNN_VERSION-$REV)" "" \
         "$(printf '%s\n %s\n %s' "Qualcomm QNN Adreno GPU backend for ffnetseg" \
-          "libQnnGpu.so, for ffnetinfer provider=qnn provider-options=backend_type=gpu; uses the" \
-          "board's Adreno OpenCL driver. Not tested on hardware.")"
+          "libQnnGpu.so, for ffnetinfer provider=qnn provider-options=backend_type=gpu;" \
+          "uses the board's Adreno OpenCL driver. Not tested on hardware.")"
     else
       stage_new ffnetseg-qnn-sim amd64; d=$S/usr/lib/ffnetseg/qnn; mkdir -p "$d" "$S/usr/lib/ffnetseg/onnxruntime_qnn.libs"
       for f in libonnxruntime_providers_qnn.so libQnnHtp.so libHtpPrepare.so libQnnSystem.so; do install -m0644 "$q/$f" "$d/"; done
       # libQnnHtp.so finds its libc++ through RPATH $ORIGIN/../onnxruntime_qnn.libs (as in make install).
       install -m0644 "$x"/onnxruntime_qnn.libs/* "$S/usr/lib/ffnetseg/onnxruntime_qnn.libs/"
       qnn_copyright ffnetseg-qnn-sim
-      printf '\nFiles: usr/lib/ffnetseg/onnxruntime_qnn.libs/*\nCopyright: the LLVM project\nLicense: Apache-2.0 with LLVM exception\n libc++, libc++abi and libunwind bundled by the wheel (auditwheel); text in\n /usr/share/common-licenses/Apache-2.0 plus the LLVM exception.\n' \
+      printf '\nFiles: usr/lib/ffnetseg/onnxruntime_qnn.libs/*\nCopyright: (c) the LLVM project contributors\nLicense: Apache-2.0 with LLVM exception\n libc++, libc++abi and libunwind bundled by the wheel (auditwheel); text in\n /usr/share/common-licenses/Apache-2.0 plus the LLVM exception.\n' \
         >> "$S/usr/share/doc/ffnetseg-qnn-sim/copyright"
       deps=$(shlibdeps amd64 "$d/libonnxruntime_providers_qnn.so" "$d/libQnnSystem.so")
       finish_pkg ffnetseg-qnn-sim "$QNN_VERSION-$REV" amd64 "$deps, ffnetseg-onnxruntime (>= $ORT_MIN_QNN)" "" \
         "$(printf '%s\n %s\n %s\n %s' "Qualcomm QNN EP with the x86-64 HTP simulator, for ffnetseg" \
-          "The onnxruntime-qnn wheel's plugin EP and HTP simulator for x86-64: runs the same" \
-          "registration and placement code as a board, slowly, for CI and ahead-of-time" \
-          "compilation. Not for boards; provider=auto never picks it.")"
+          "The onnxruntime-qnn wheel's plugin EP and HTP simulator for x86-64: the" \
+          "same registration and placement code as a board, slowly, for CI and" \
+          "ahead-of-time compilation. Not for boards; provider=auto never picks it.")"
     fi
   fi
 done
@@ -355,7 +361,7 @@ install -m0644 "$root/models/selfie_segmentation.onnx" "$d/"
 install -m0644 "$root/models/selfie_segmentation.LICENSE.md" "$S/usr/share/doc/ffnetseg-models/"
 models_copyright() {
   copyright_head "$1" "MediaPipe Selfie Segmentation (converted to ONNX)" "https://github.com/google-ai-edge/mediapipe"
-  { printf 'Files: usr/share/ffnetseg/models/*\nCopyright: The MediaPipe Authors (Google)\nLicense: Apache-2.0\nComment: Converted and modified by ffnetseg; origin, modifications and the full\n licence: /usr/share/doc/%s/selfie_segmentation.LICENSE.md\n' "$1"
+  { printf 'Files: usr/share/ffnetseg/models/*\nCopyright: (c) The MediaPipe Authors (Google)\nLicense: Apache-2.0\nComment: Converted and modified by ffnetseg; origin, modifications and the full\n licence: /usr/share/doc/%s/selfie_segmentation.LICENSE.md\n' "$1"
     printf '\nLicense: Apache-2.0\n On Debian systems the full text of the Apache License 2.0 is in\n /usr/share/common-licenses/Apache-2.0.\n'
   } >> "$S/usr/share/doc/$1/copyright"
 }
@@ -371,7 +377,7 @@ if [ -f "$q8" ]; then
   install -m0644 "$root/models/selfie_segmentation.LICENSE.md" "$S/usr/share/doc/ffnetseg-models-npu/"
   models_copyright ffnetseg-models-npu
   finish_pkg ffnetseg-models-npu "$MODELS_VERSION-$REV" all "" "Section: misc" \
-    "$(printf '%s\n %s' "Quantized (W8A8 QDQ) selfie segmentation model for ffnetseg on the NPU" \
+    "$(printf '%s\n %s' "Quantized (W8A8 QDQ) selfie segmentation model for the NPU" \
       "selfie_segmentation_w8a8.onnx for the Hexagon HTP (v68 has no FP16).")"
 else
   echo "   (no $q8: ffnetseg-models-npu not built; make models makes it)"

@@ -42,7 +42,7 @@ cache=$T/packaging/apt-cache-$arch
 media=/usr/share/doc/opencv-doc/examples/data/vtest.avi
 mkdir -p "$work" "$cache"
 start=$(date +%s)
-pick() { ls "$debs"/"$1"_*_"$2".deb 2>/dev/null | sort -V | tail -1; }
+pick() { ls "$debs"/"$1"_*_"$2".deb 2>/dev/null | sort -V | tail -1 || true; }
 want=()
 for p in ffnetseg:$arch ffnetseg-onnxruntime:$arch ffnetseg-models:all ffnetseg-tools:$arch; do
   f=$(pick "${p%%:*}" "${p##*:}")
