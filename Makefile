@@ -119,7 +119,7 @@ cross-aarch64: rust
 
 # Debian packages for boards (docs/delivery.md): plugin, tools, ONNX Runtime, QNN EP per
 # Hexagon version, models, for amd64 and arm64 (cross build) → target/packages; then lintian.
-PACKAGING_TOOLS := dpkg-dev mmdebstrap lintian qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
+PACKAGING_TOOLS := dpkg-dev mmdebstrap lintian qemu-user qemu-user-static gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
 packaging-tools:
 	@missing=""; for p in $(PACKAGING_TOOLS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \

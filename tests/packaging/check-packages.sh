@@ -15,9 +15,8 @@
 #   Runtime via ORT_DYLIB_PATH: the same ONNX Runtime version as the package's).
 # arm64: apt (on this machine, for arm64) resolves the same packages' dependencies from
 #   Debian's arm64 archive and mmdebstrap extracts them (no arm64 code can run maintainer
-#   scripts here: no binfmt_misc), then qemu-aarch64 runs the root's gst-launch-1.0 with
-#   QEMU_LD_PREFIX=root, so /usr/lib/… paths, the plugin's ONNX Runtime search included,
-#   resolve inside the root. arm64 and x86-64 floating point differ in the last bits, so the
+#   scripts here: no binfmt_misc), then the root's gst-launch-1.0 runs chrooted into it
+#   through qemu-aarch64-static, with the board's paths and no environment variable. arm64 and x86-64 floating point differ in the last bits, so the
 #   masks must agree on ≥ 99.9 % of the pixels (docs/cross-compile.md measured 1 in 4.4 M).
 #
 # Downloaded .deb files are kept in $CARGO_TARGET_DIR/packaging/apt-cache-<arch> for the next
@@ -93,17 +92,18 @@ if [ "$arch" = amd64 ]; then
   [ -s "$work/segtool.txt" ] && { echo "== segtool inspect (inside the root):"; head -6 "$work/segtool.txt" | sed 's/^/   /'; }
   rm -rf "$work/root"
 else
-  command -v qemu-aarch64 >/dev/null || { echo "qemu-aarch64 missing (apt-get install qemu-user)"; exit 1; }
+  [ -x /usr/bin/qemu-aarch64-static ] || { echo "qemu-aarch64-static missing (apt-get install qemu-user-static)"; exit 1; }
   echo "== apt resolves the arm64 packages' dependencies from Debian's arm64 archive; mmdebstrap extracts them"
   t0=$(date +%s)
   inc=(); for f in "${want[@]}"; do inc+=(--include="$f"); done
   mmdebstrap --quiet --variant=extract --architectures=arm64 --mode=root \
     --setup-hook='mkdir -p "$1/var/cache/apt/archives"' \
     --setup-hook="cp -a $cache/. \"\$1/var/cache/apt/archives/\" 2>/dev/null || true" \
-    --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
+    --setup-hook="mkdir -p \"\$1$debs\" && cp ${want[*]} \"\$1$debs/\"" \
     --include=gstreamer1.0-tools,gstreamer1.0-plugins-good,gstreamer1.0-libav "${inc[@]}" \
     --customize-hook="cp -a \"\$1\"/var/cache/apt/archives/*.deb $cache/ 2>/dev/null || true" \
     bookworm "$work/root" "${sources[@]}"
+  rm -rf "$work/root$debs"  # the copies apt's paths needed inside the root
   # Debian selects BLAS/LAPACK with update-alternatives, which an extract does not run.
   ln -sf lapack/liblapack.so.3 "$work/root/usr/lib/aarch64-linux-gnu/liblapack.so.3"
   ln -sf blas/libblas.so.3 "$work/root/usr/lib/aarch64-linux-gnu/libblas.so.3"
@@ -111,16 +111,17 @@ else
   ls "$work/root/usr/lib/aarch64-linux-gnu/gstreamer-1.0/libgstffnetseg.so" "$work/root/usr/lib/ffnetseg/libonnxruntime.so" >/dev/null
   cp -a "$work/check" "$work/root/tmp/"
   t0=$(date +%s)
-  (
-    cd "$work/root"
-    export QEMU_LD_PREFIX=$work/root GST_REGISTRY_FORK=no GST_REGISTRY_1_0=$work/registry.bin
-    export GST_PLUGIN_SYSTEM_PATH_1_0=$work/root/usr/lib/aarch64-linux-gnu/gstreamer-1.0
-    unset GST_PLUGIN_PATH ORT_DYLIB_PATH FFNETSEG_ORT_LIBRARY
-    qemu-aarch64 "$work/root/usr/bin/gst-inspect-1.0" ffnetseg > "$work/inspect.txt" 2>&1 || { cat "$work/inspect.txt"; exit 1; }
-    # qemu-user resolves absolute paths inside QEMU_LD_PREFIX first: /tmp/check is the root's.
-    qemu-aarch64 "$work/root/usr/bin/gst-launch-1.0" -q "${pipeline[@]}" location=/tmp/check/packaged.gray > "$work/gst.log" 2>&1 ||
-      { cat "$work/gst.log"; exit 1; }
-  )
+  # The root's arm64 programs run inside it (chroot) through the static qemu-aarch64, so every
+  # path is the board's: GStreamer's system plugin folder, /usr/lib/ffnetseg, the model.
+  # No environment variable points at the packages; GST_REGISTRY_FORK=no because the plugin
+  # scanner, a second arm64 program, cannot be started without binfmt_misc.
+  cp /usr/bin/qemu-aarch64-static "$work/root/usr/bin/"
+  inside=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 GST_REGISTRY_FORK=no
+    chroot "$work/root" /usr/bin/qemu-aarch64-static)
+  "${inside[@]}" /usr/bin/gst-inspect-1.0 ffnetseg > "$work/inspect.txt" 2>&1 ||
+    { cat "$work/inspect.txt"; exit 1; }
+  "${inside[@]}" /usr/bin/gst-launch-1.0 -q "${pipeline[@]}" location=/tmp/check/packaged.gray \
+    > "$work/gst.log" 2>&1 || { cat "$work/gst.log"; exit 1; }
   cp "$work/root/tmp/check/packaged.gray" "$work/"
   echo "   pipeline under qemu-aarch64: $(( $(date +%s) - t0 )) s"
   grep -E "^(Filename|Version)|segpreproc|ffnetinfer|segpostproc" "$work/inspect.txt" | head -6 | sed 's/^/   /'
