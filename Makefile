@@ -25,7 +25,7 @@ APT_PACKAGES := build-essential pkg-config curl ca-certificates clang libclang-d
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav libopencv-dev opencv-doc \
 	python3 python3-venv python3-pip python3-gi gir1.2-gst-plugins-base-1.0 meson ninja-build
 
-.PHONY: help deps rust venv build install demo test bench models lint golden pictures cross-aarch64 elements-doc clean uninstall
+.PHONY: help deps rust venv build install demo test bench models lint golden pictures cross-aarch64 elements-doc clean uninstall packages packages-check packages-lint packaging-tools
 
 help:
 	@echo "make demo    install, build, and segment a real video (out/demo/)"
@@ -34,6 +34,8 @@ help:
 	@echo "make models  FFNet family + quantized models into out/models (models/README.md)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make cross-aarch64  build the plugin for arm64 boards (docs/cross-compile.md)"
+	@echo "make packages  Debian packages for amd64 and arm64 boards (docs/delivery.md)"
+	@echo "make packages-check  install them into clean Debian 12 roots and compare masks"
 	@echo "make golden  regenerate the golden masks with the Python reference"
 	@echo "make pictures  regenerate the README pictures from real frames"
 	@echo "make uninstall  remove the per-user plugin and ONNX Runtime copies"
@@ -114,6 +116,32 @@ bench: install
 # arm64 build of the plugin from a Debian sysroot (docs/cross-compile.md).
 cross-aarch64: rust
 	PATH="$$HOME/.cargo/bin:$$PATH" docs/cross-aarch64.sh
+
+# Debian packages for boards (docs/delivery.md): plugin, tools, ONNX Runtime, QNN EP per
+# Hexagon version, models, for amd64 and arm64 (cross build) → target/packages; then lintian.
+PACKAGING_TOOLS := dpkg-dev mmdebstrap lintian qemu-user qemu-user-static gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
+packaging-tools:
+	@missing=""; for p in $(PACKAGING_TOOLS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+packages: deps rust venv packaging-tools
+	PATH="$$HOME/.cargo/bin:$$PATH" plugins/packaging/build-debs.sh --arch all
+	$(MAKE) --no-print-directory packages-lint
+
+packages-lint:
+	lintian --tag-display-limit 0 $${CARGO_TARGET_DIR:-target}/packages/*.deb && echo "lintian: clean (overrides: plugins/packaging/lintian/)"
+
+# The packages in clean Debian 12 roots (amd64: apt install inside, masks byte-identical to the
+# development build; arm64: under qemu-aarch64). Needs the Debian archive, not PyPI.
+packages-check: packaging-tools
+	$(SUDO) tests/packaging/check-packages.sh --arch amd64
+	$(SUDO) tests/packaging/check-packages.sh --arch arm64 --frames 10
 
 # docs/elements.md from gst-inspect-1.0 of the installed plugin.
 elements-doc: install
