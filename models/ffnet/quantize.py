@@ -771,6 +771,42 @@ def dequantize_output(q: np.ndarray, scale: float, zero_point: int) -> np.ndarra
     return ((q.astype(np.int32) - zero_point) * np.float32(scale)).astype(np.float32)
 
 
+def io_quantization(path: str) -> dict:
+    """{"input": {...} or None, "output": {...} or None}: the scale and zero point of an
+    integer graph input / output, read the way ffnetinfer reads them (src/onnx_proto.rs): a
+    DequantizeLinear whose first input is the graph input, a QuantizeLinear whose output is
+    the graph output, with scalar initializers as scale and zero point. Float I/O gives None.
+    Each entry: name, dtype ("uint8"/"uint16"/...), scale, zero_point, node (the Q/DQ)."""
+    import onnx
+
+    m = onnx.load(path, load_external_data=False)
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    ins = [i for i in g.input if i.name not in inits]
+    res = {"input": None, "output": None}
+
+    def entry(v, node):
+        if v.type.tensor_type.elem_type not in _INT_TYPES:
+            return None
+        if node is None:
+            raise ValueError(f"{path}: {v.name} is integer but no Q/DQ gives its scale")
+        scale, zp, _ = _scalar_qparams(inits, node)
+        return {"name": v.name, "dtype": np.dtype(_INT_TYPES[v.type.tensor_type.elem_type]).name,
+                "scale": scale, "zero_point": zp, "node": node.name}
+
+    if ins:
+        dq = next((n for n in g.node if n.op_type == "DequantizeLinear" and n.input
+                   and n.input[0] == ins[0].name), None)
+        res["input"] = entry(ins[0], dq)
+    outs = list(g.output)
+    out = next((o for o in outs if o.name == "mask"), outs[0] if outs else None)
+    if out is not None:
+        q = next((n for n in g.node if n.op_type == "QuantizeLinear" and n.output
+                  and n.output[0] == out.name), None)
+        res["output"] = entry(out, q)
+    return res
+
+
 def quantized_io(model_in: str, model_out: str) -> dict:
     """Write ``model_out``: the QDQ model ``model_in`` with quantized inputs and outputs, the
     form of Qualcomm AI Hub's quantized exports.
