@@ -6,6 +6,13 @@ QNN HTP backend (Snapdragon NPU) with ONNX Runtime's quantization tools.
     python models/ffnet/quantize.py MODEL.onnx --scheme w8a16 --out MODEL_w8a16.onnx
     python models/ffnet/quantize.py models/selfie_segmentation.onnx --scheme w8a8 \
         --recipe tuned --out out/models/selfie_segmentation_w8a8.onnx
+    python models/ffnet/quantize.py models/selfie_segmentation.onnx --scheme w8a16 \
+        --out out/models/selfie_segmentation_w8a16.onnx \
+        --quantized-io out/models/selfie_segmentation_w8a16_qio.onnx
+
+--quantized-io also writes the model with integer input and output (quantized_io: the
+graph-boundary QuantizeLinear/DequantizeLinear removed, as Qualcomm AI Hub exports quantized
+models), which QNN HTP runs wholly, with no CPU node.
 
 Schemes (both: QDQ format, weights int8 symmetric per output channel, biases int32,
 activations asymmetric, MinMax calibration):
@@ -989,6 +996,8 @@ def main(argv=None):
                     help="tuned-mixed recipe: activation groups carried in uint16")
     ap.add_argument("--search-top", type=int, default=30,
                     help="tuned recipe: activation groups whose range is searched (0: none)")
+    ap.add_argument("--quantized-io", metavar="PATH",
+                    help="also write the quantized-I/O variant (quantized_io) to PATH")
     a = ap.parse_args(argv)
     imgs = media.image_set("calib", n_video=a.video_frames, n_photos=a.photos)
     info = quantize(a.model, a.out, a.scheme, imgs, recipe=a.recipe, search_top=a.search_top,
@@ -999,6 +1008,11 @@ def main(argv=None):
           f"{s['dequantize']} DQ nodes, activations {s['activations']}, weights "
           f"{s['weights']}; calibrated on {info['calibration_images']} real images in "
           f"{info['seconds']:.0f} s")
+    if a.quantized_io:
+        io = quantized_io(a.out, a.quantized_io)
+        print(f"wrote {a.quantized_io}: quantized I/O, " + "; ".join(
+            f"{d['name']} {d['dtype']} scale {d['scale']:.6g} zero point {d['zero_point']}"
+            for d in io["inputs"] + io["outputs"]))
     return 0
 
 

@@ -7,6 +7,11 @@ model's domain; see media.portrait_images).
     python models/ffnet/validate.py FP32.onnx QUANT.onnx --kind mask
     python models/ffnet/validate.py FP32.onnx QUANT.onnx --kind mask --set portrait --noise-floor
     python models/ffnet/validate.py FP32.onnx QUANT.onnx --kind logits
+    python models/ffnet/validate.py FP32.onnx QUANT_qio.onnx --kind mask --provider qnn
+
+QUANT may have quantized I/O (quantize.quantized_io): it is fed the integer input with its
+own scale and zero point and its output is dequantized (Runner). --provider qnn runs QUANT on
+the QNN EP (HTP backend: on x86-64 the onnxruntime-qnn wheel's simulator, seconds per frame).
 
 --kind mask   (one-channel sigmoid models, e.g. the MediaPipe selfie model): masks
               thresholded at 0.55 (segpostproc's default); IoU of the foreground over all
@@ -202,10 +207,14 @@ def main(argv=None):
     ap.add_argument("--noise-floor", action="store_true",
                     help="also report the same-model noise floor (ORT optimized vs unoptimized)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--provider", choices=("cpu", "qnn"), default="cpu",
+                    help="runs QUANT (qnn: QNN EP HTP backend, the simulator on x86-64; FP32 "
+                         "stays on the CPU EP)")
+    ap.add_argument("--qnn-options", default="", help="QNN provider options k=v,... (htp_arch=68)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     imgs = media.image_set(a.set, n_video=a.video_frames, n_photos=a.photos)
-    r = validate(a.fp32, a.quant, a.kind, imgs, a.threads)
+    r = validate(a.fp32, a.quant, a.kind, imgs, a.threads, a.provider, a.qnn_options or None)
     r["set"] = a.set
     if a.noise_floor:
         r["noise_floor"] = noise_floor(a.quant, a.kind, imgs, a.threads)
