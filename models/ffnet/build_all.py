@@ -17,6 +17,13 @@ validation sets: the held-out set above (mostly small, far pedestrians: out of t
 domain) and the portrait set (media.image_set("portrait"): people close to the camera), each
 with its same-model noise floor (validate.noise_floor: ORT optimized vs unoptimized).
 
+For every W8A8 and W8A16 model (FFNet and selfie), a variant with quantized I/O
+(quantize.quantized_io: uint8 / uint16 input and output, the boundary Q/DQ removed, as Qualcomm
+AI Hub exports them; *_qio.onnx): its agreement with the float-I/O quantized model on the
+held-out and portrait sets (CPU EP), and, where the onnxruntime-qnn wheel is installed, where
+the QNN EP places both on the HTP simulator (default and htp_arch=68). The selfie models also
+run on the simulator (mask IoU vs FP32; agreement with the float-I/O model there).
+
 Outputs: out/models/*.onnx, out/models/report.json, out/models/table.md, and the section
 between the "measured" markers of models/README.md.
 """
@@ -33,12 +40,15 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 
 import bench  # noqa: E402
 import media  # noqa: E402
+import qnn  # noqa: E402
 import quantize as Q  # noqa: E402
 import validate as V  # noqa: E402
 
@@ -104,7 +114,7 @@ def find_checkpoint(weights_dir: str, checkpoint: str) -> str | None:
 
 
 def build_ffnet(variant: str, out_dir: str, threads: int, weights_dir: str | None,
-                skip_latency: bool) -> dict:
+                skip_latency: bool, portrait) -> dict:
     import torch
 
     import export as E
@@ -145,11 +155,76 @@ def build_ffnet(variant: str, out_dir: str, threads: int, weights_dir: str | Non
         row[scheme] = r
         log(f"{variant}: {scheme} {r['size_mb']:.1f} MB, top-class agreement "
             f"{r['numerics']['top_class_agreement']:.4f}, PSNR {r['numerics']['psnr_db']:.1f} dB")
+        r["qio"] = build_quantized_io(q, "logits", {"held-out": valid, "portrait": portrait},
+                                      threads, f"{variant} {scheme}")
     row["fp32_path"] = fp32
     if not skip_latency:
         measure_ffnet_latency(row, threads)
     row["build_s"] = time.time() - t0
     return row
+
+
+SIMULATOR = False  # set by main(): the onnxruntime-qnn wheel (HTP simulator) is usable
+HTP_V68 = "htp_arch=68"  # Hexagon v68: QCS6490 / QCM6490 (RB3 Gen 2)
+
+
+def build_quantized_io(float_io: str, kind: str, sets: dict, threads: int, label: str) -> dict:
+    """The quantized-I/O variant of the QDQ model ``float_io`` (``*_qio.onnx``): how it agrees
+    with ``float_io`` on each of ``sets`` (CPU EP), and where QNN places both on the HTP
+    simulator (default arch, and the quantized-I/O model with htp_arch=68)."""
+    t = time.time()
+    path = float_io[:-len(".onnx")] + "_qio.onnx"
+    info = Q.quantized_io(float_io, path)
+    r = {"path": path, "size_mb": mb(path), "io": info, "agreement": {}}
+    for name, images in sets.items():
+        r["agreement"][name] = V.io_agreement(float_io, path, kind, images, threads)
+    if SIMULATOR:
+        r["placement_float_io"] = qnn.placement(float_io)
+        r["placement"] = qnn.placement(path)
+        r["placement_v68"] = qnn.placement(path, HTP_V68)
+    r["seconds"] = time.time() - t
+    key = "pixel_agreement" if kind == "mask" else "top_class_agreement"
+    log(f"{label} quantized I/O: " + ", ".join(
+        f"{k} {key} {v[key]:.4f} max diff {v['max_diff_steps']:.2f} steps"
+        for k, v in r["agreement"].items())
+        + (f"; QNN HTP simulator: float I/O {qnn.describe(r['placement_float_io'])}; "
+           f"quantized I/O {qnn.describe(r['placement'])}; {HTP_V68}: "
+           f"{qnn.describe(r['placement_v68'])}" if SIMULATOR else ""))
+    return r
+
+
+def selfie_on_simulator(float_io: str, qio: str, sets: dict) -> dict:
+    """The selfie model on the QNN HTP simulator: mask IoU vs FP32 (CPU EP) of the quantized-I/O
+    model (default arch and htp_arch=68), and its agreement with the float-I/O model run on the
+    simulator too. Each model runs once per image; the metrics are computed from the outputs."""
+    t = time.time()
+    name, shape, layout = media.input_contract(SELFIE)
+    runners = {"fp32": V.Runner(SELFIE), "float_io": V.Runner(float_io, provider="qnn"),
+               "qio": V.Runner(qio, provider="qnn"),
+               "qio_v68": V.Runner(qio, provider="qnn", options=HTP_V68)}
+    out = {"options": {"default": {}, "v68": qnn.parse_options(HTP_V68)}}
+    for set_name, images in sets.items():
+        ys = {k: [] for k in runners}
+        for img in images:
+            x = media.to_input(img, shape, layout)
+            for k, run in runners.items():
+                ys[k].append(run.run(x))
+        step = runners["qio"].io["output"]["scale"]
+        diff = max(float(np.abs(a.astype(np.float64) - b).max()) / step
+                   for a, b in zip(ys["float_io"], ys["qio"]))
+        out[set_name] = {
+            "vs_fp32": V.mask_metrics(zip(ys["fp32"], ys["qio"])),
+            "vs_fp32_v68": V.mask_metrics(zip(ys["fp32"], ys["qio_v68"])),
+            "vs_float_io": dict(V.mask_metrics(zip(ys["float_io"], ys["qio"])), max_diff_steps=diff),
+            "v68_vs_default": V.mask_metrics(zip(ys["qio"], ys["qio_v68"])),
+        }
+        log(f"selfie {os.path.basename(qio)} on the HTP simulator, {set_name}: mask IoU vs FP32 "
+            f"{out[set_name]['vs_fp32']['iou']:.4f} ({HTP_V68}: "
+            f"{out[set_name]['vs_fp32_v68']['iou']:.4f}); vs the float-I/O model on the "
+            f"simulator: pixel agreement {out[set_name]['vs_float_io']['pixel_agreement']:.4f}, "
+            f"max diff {diff:.2f} steps")
+    out["seconds"] = time.time() - t
+    return out
 
 
 def measure_ffnet_latency(row: dict, threads: int) -> None:
@@ -190,6 +265,11 @@ def build_selfie(out_dir: str, threads: int, skip_latency: bool) -> dict:
             r["noise_floor"] = V.noise_floor(q, "mask", valid, threads)
             r["noise_floor_portrait"] = V.noise_floor(q, "mask", portrait, threads)
         row[scheme] = r
+        r["qio"] = build_quantized_io(q, "mask", {"held-out": valid, "portrait": portrait},
+                                      threads, f"selfie {scheme}")
+        if SIMULATOR:
+            r["qio"]["simulator"] = selfie_on_simulator(q, r["qio"]["path"],
+                                                        {"held-out": valid, "portrait": portrait})
         n, p = r["numerics"], r["numerics_portrait"]
         log(f"selfie: {scheme} IoU {n['iou']:.4f} (mean per image {n['mean_image_iou']:.4f}), "
             f"pixel agreement {n['pixel_agreement']:.4f}; portrait IoU {p['iou']:.4f} "
@@ -360,11 +440,83 @@ def render(report: dict) -> str:
                 L.append(f"| {label} | {n8['images']} | {100 * n8['foreground_share_fp32']:.1f}% "
                          f"| {n8['iou']:.4f} | {f8['iou']:.4f} ({f8['mean_image_iou']:.4f}, "
                          f"{f8['min_image_iou']:.3f}) |")
+    L.extend(render_qio(report))
     L.append("")
     L.append("Build time per step (s): " + ", ".join(
         f"{r['variant']} {r['build_s']:.0f}" for r in report["ffnet"])
         + (f", selfie {s['build_s']:.0f}" if s else "") + ".")
     return "\n".join(L)
+
+
+def _placement_cell(p: dict | None) -> str:
+    if not p:
+        return "—"
+    if p.get("wholly_on_qnn"):
+        return f"**all on QNN** ({p['qnn_nodes']} partition; no-CPU-fallback session: yes)"
+    if p.get("error") and not p.get("qnn_nodes"):
+        return f"failed: {p['error'][:120]}"
+    cpu = ", ".join(f"{op} `{n}`" for op, n in p.get("cpu_ops", []))
+    return f"{p['qnn_nodes']} on QNN, {p['cpu_nodes']} on CPU: {cpu}"
+
+
+def render_qio(report: dict) -> list:
+    """The quantized-I/O section of the table."""
+    rows = [(f"{r['title']} {scheme.upper()}", r[scheme]["qio"], "top_class_agreement")
+            for r in report["ffnet"] for scheme in Q.SCHEMES if "qio" in r.get(scheme, {})]
+    s = report.get("selfie") or {}
+    rows += [(f"Selfie {scheme.upper()}", s[scheme]["qio"], "pixel_agreement")
+             for scheme in Q.SCHEMES if "qio" in s.get(scheme, {})]
+    if not rows:
+        return []
+    sim = report.get("qnn_available")
+    L = ["", "Quantized I/O (`*_w8a8_qio.onnx`, `*_w8a16_qio.onnx`; `quantize.quantized_io`): "
+         "the same W8A8 / W8A16 models with an integer input and output (uint8, uint16 for A16) "
+         "and the graph-boundary QuantizeLinear / DequantizeLinear removed, as Qualcomm AI Hub "
+         "exports them. segpreproc writes the integer input with the scale and zero point of the "
+         "DequantizeLinear after the input; ffnetinfer dequantizes the output with those of the "
+         "QuantizeLinear before it. Agreement with the float-I/O quantized model it was made "
+         "from, fed the integer input that the removed QuantizeLinear would have made (ONNX "
+         "Runtime CPU EP; masks at 0.55 for the selfie model, top class per pixel for FFNet); "
+         "\"max diff\": the largest score difference in output quantization steps. Placement: "
+         "ONNX Runtime's node placement with the QNN EP on the HTP simulator "
+         + (f"(onnxruntime-qnn {report['versions'].get('onnxruntime_qnn')}, x86-64; "
+            "`models/ffnet/qnn.py placement MODEL`); QNN's partition counts as one node:"
+            if sim else f"(not measured: {report.get('qnn') or '--no-simulator'}):"), ""]
+    L.append("| Model | I/O type | Input scale, zero point | Output scale, zero point "
+             "| Held-out: agreement (max diff, steps) | Portrait: agreement (max diff, steps) "
+             "| QNN HTP sim., float-I/O model | QNN HTP sim., quantized I/O | same, `htp_arch=68` |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    for title, q, key in rows:
+        i, o = q["io"]["inputs"][0], q["io"]["outputs"][0]
+        ag = q["agreement"]
+        cells = [f"{ag[k][key]:.4f} ({ag[k]['max_diff_steps']:.2f})" if k in ag else "—"
+                 for k in ("held-out", "portrait")]
+        L.append(f"| {title} | {i['dtype']} → {o['dtype']} | {i['scale']:.6g}, {i['zero_point']} "
+                 f"| {o['scale']:.6g}, {o['zero_point']} | {cells[0]} | {cells[1]} "
+                 f"| {_placement_cell(q.get('placement_float_io'))} "
+                 f"| {_placement_cell(q.get('placement'))} | {_placement_cell(q.get('placement_v68'))} |")
+    sims = [(scheme, s[scheme]["qio"]["simulator"]) for scheme in Q.SCHEMES
+            if "simulator" in s.get(scheme, {}).get("qio", {})]
+    if sims:
+        L.append("")
+        L.append("Selfie quantized-I/O models on the QNN HTP simulator: mask IoU vs FP32 (CPU EP) "
+                 "at 0.55, next to the same model on the CPU EP (the float-I/O model's numbers "
+                 "above: on the CPU EP the two give equal scores); and the quantized-I/O model "
+                 "vs the float-I/O model, both on the simulator:")
+        L.append("")
+        L.append("| Model | Held-out IoU vs FP32: CPU EP | HTP sim. | HTP sim. `htp_arch=68` "
+                 "| Portrait IoU vs FP32: CPU EP | HTP sim. | HTP sim. `htp_arch=68` "
+                 "| vs float-I/O model on the sim.: pixel agreement held-out / portrait (max diff, steps) |")
+        L.append("|---|---|---|---|---|---|---|---|")
+        for scheme, sm in sims:
+            h, p = sm["held-out"], sm["portrait"]
+            L.append(f"| Selfie {scheme.upper()} quantized I/O | {s[scheme]['numerics']['iou']:.4f} "
+                     f"| {h['vs_fp32']['iou']:.4f} | {h['vs_fp32_v68']['iou']:.4f} "
+                     f"| {s[scheme]['numerics_portrait']['iou']:.4f} | {p['vs_fp32']['iou']:.4f} "
+                     f"| {p['vs_fp32_v68']['iou']:.4f} "
+                     f"| {h['vs_float_io']['pixel_agreement']:.4f} / {p['vs_float_io']['pixel_agreement']:.4f} "
+                     f"({max(h['vs_float_io']['max_diff_steps'], p['vs_float_io']['max_diff_steps']):.2f}) |")
+    return L
 
 
 def update_readme(text: str, path: str = README) -> bool:
@@ -416,6 +568,8 @@ def main(argv=None):
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--no-selfie", action="store_true")
     ap.add_argument("--no-readme", action="store_true", help="do not touch models/README.md")
+    ap.add_argument("--no-simulator", action="store_true",
+                    help="skip the QNN HTP simulator (placement, selfie numerics on QNN)")
     ap.add_argument("--latency-only", action="store_true",
                     help="re-measure only the latency of the models of the last build "
                          "(out/models/report.json), e.g. when the machine is quieter")
@@ -437,8 +591,20 @@ def main(argv=None):
         "ffnet": [],
     }
     log(f"CPU: {report['cpu']}; segtool: {report['segtool'] or 'not built, using Python onnxruntime'}")
+    report["qnn"] = None if a.no_simulator else qnn.available()
+    report["qnn_available"] = not a.no_simulator and report["qnn"] is None
+    if report["qnn_available"]:
+        import onnxruntime_qnn
+
+        report["versions"]["onnxruntime_qnn"] = onnxruntime_qnn.__version__
+    log("QNN HTP simulator: " + ("onnxruntime-qnn " + report["versions"]["onnxruntime_qnn"]
+                                 if report["qnn_available"] else f"not used ({report['qnn'] or '--no-simulator'})"))
+    global SIMULATOR
+    SIMULATOR = report["qnn_available"]
+    portrait = media.image_set("portrait")
     for variant in a.variants:
-        report["ffnet"].append(build_ffnet(variant, a.out, a.threads, a.weights_dir, a.skip_latency))
+        report["ffnet"].append(build_ffnet(variant, a.out, a.threads, a.weights_dir, a.skip_latency,
+                                           portrait))
         json.dump(report, open(os.path.join(a.out, "report.json"), "w"), indent=1)
     if not a.no_selfie:
         report["selfie"] = build_selfie(a.out, a.threads, a.skip_latency)

@@ -6,6 +6,13 @@ QNN HTP backend (Snapdragon NPU) with ONNX Runtime's quantization tools.
     python models/ffnet/quantize.py MODEL.onnx --scheme w8a16 --out MODEL_w8a16.onnx
     python models/ffnet/quantize.py models/selfie_segmentation.onnx --scheme w8a8 \
         --recipe tuned --out out/models/selfie_segmentation_w8a8.onnx
+    python models/ffnet/quantize.py models/selfie_segmentation.onnx --scheme w8a16 \
+        --out out/models/selfie_segmentation_w8a16.onnx \
+        --quantized-io out/models/selfie_segmentation_w8a16_qio.onnx
+
+--quantized-io also writes the model with integer input and output (quantized_io: the
+graph-boundary QuantizeLinear/DequantizeLinear removed, as Qualcomm AI Hub exports quantized
+models), which QNN HTP runs wholly, with no CPU node.
 
 Schemes (both: QDQ format, weights int8 symmetric per output channel, biases int32,
 activations asymmetric, MinMax calibration):
@@ -731,6 +738,227 @@ def mixed_precision_overrides(fmodel, overrides, lift):
     return ov, sorted(L)
 
 
+# ---------------------------------------------------------------------------------------------
+# Quantized I/O: the graph-boundary QuantizeLinear / DequantizeLinear removed
+# ---------------------------------------------------------------------------------------------
+
+# data-movement ops that commute with per-tensor quantization (exact on integers)
+BOUNDARY_MOVES = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten")
+_INT_TYPES = {2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16}  # TensorProto elem type -> numpy
+
+
+def _scalar_qparams(inits, node):
+    """(scale, zero point, zero point's TensorProto elem type) of a per-tensor Q/DQ node whose
+    scale and zero point are initializers; ValueError otherwise."""
+    from onnx import numpy_helper as nh
+
+    if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
+        raise ValueError(f"{node.op_type} '{node.name}': scale and zero point must be initializers")
+    s, z = inits[node.input[1]], inits[node.input[2]]
+    sv, zv = nh.to_array(s), nh.to_array(z)
+    if sv.size != 1 or zv.size != 1:
+        raise ValueError(f"{node.op_type} '{node.name}' is per-axis; a graph boundary needs one "
+                         "scale and zero point")
+    if z.data_type not in _INT_TYPES:
+        raise ValueError(f"{node.op_type} '{node.name}': zero point type {z.data_type} is not "
+                         "8/16-bit integer")
+    return float(sv.reshape(())), int(zv.reshape(())), z.data_type
+
+
+def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """What ONNX's QuantizeLinear computes (round half to even, saturate): the integer tensor a
+    quantized-I/O model takes in place of float ``x``."""
+    info = np.iinfo(dtype)
+    q = np.rint(x.astype(np.float32) / np.float32(scale)) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize_output(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """What the removed output DequantizeLinear computed (segpostproc does the same)."""
+    return ((q.astype(np.int32) - zero_point) * np.float32(scale)).astype(np.float32)
+
+
+def io_quantization(path: str) -> dict:
+    """{"input": {...} or None, "output": {...} or None}: the scale and zero point of an
+    integer graph input / output, read the way ffnetinfer reads them (src/onnx_proto.rs): a
+    DequantizeLinear whose first input is the graph input, a QuantizeLinear whose output is
+    the graph output, with scalar initializers as scale and zero point. Float I/O gives None.
+    Each entry: name, dtype ("uint8"/"uint16"/...), scale, zero_point, node (the Q/DQ)."""
+    import onnx
+
+    m = onnx.load(path, load_external_data=False)
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    ins = [i for i in g.input if i.name not in inits]
+    res = {"input": None, "output": None}
+
+    def entry(v, node):
+        if v.type.tensor_type.elem_type not in _INT_TYPES:
+            return None
+        if node is None:
+            raise ValueError(f"{path}: {v.name} is integer but no Q/DQ gives its scale")
+        scale, zp, _ = _scalar_qparams(inits, node)
+        return {"name": v.name, "dtype": np.dtype(_INT_TYPES[v.type.tensor_type.elem_type]).name,
+                "scale": scale, "zero_point": zp, "node": node.name}
+
+    if ins:
+        dq = next((n for n in g.node if n.op_type == "DequantizeLinear" and n.input
+                   and n.input[0] == ins[0].name), None)
+        res["input"] = entry(ins[0], dq)
+    outs = list(g.output)
+    out = next((o for o in outs if o.name == "mask"), outs[0] if outs else None)
+    if out is not None:
+        q = next((n for n in g.node if n.op_type == "QuantizeLinear" and n.output
+                  and n.output[0] == out.name), None)
+        res["output"] = entry(out, q)
+    return res
+
+
+def quantized_io(model_in: str, model_out: str) -> dict:
+    """Write ``model_out``: the QDQ model ``model_in`` with quantized inputs and outputs, the
+    form of Qualcomm AI Hub's quantized exports.
+
+    A QDQ model from quantize() takes float input and gives float output: the input's first
+    QuantizeLinear (float -> uint8/uint16) and the output's last DequantizeLinear are at the
+    graph boundary, and QNN EP leaves both to the CPU (a CPU pass over the whole tensor and a
+    CPU <-> NPU hand-over each). Here they are removed:
+
+    * each graph input becomes an integer input (uint8 for W8A8, uint16 for W8A16; same name)
+      carrying the first QuantizeLinear's scale and zero point: that Q is removed and the
+      DequantizeLinear nodes that read it read the graph input instead. Where data-movement
+      ops (Transpose, Reshape, ...: exact on integers) stand between the input and its first
+      Q, as in the selfie model (NHWC input -> Transpose -> Q), a DequantizeLinear with the
+      Q's scale and zero point is put right after the input, so the movement ops become a
+      DQ -> op -> Q unit that QNN runs quantized. Either way the DequantizeLinear right after
+      the graph input holds the scale and zero point: where ffnetinfer/segpreproc read them.
+    * each graph output written by a DequantizeLinear of a QuantizeLinear becomes that Q's
+      integer output (same name); data-movement ops after the DQ get a QuantizeLinear with the
+      same scale and zero point after them instead. The QuantizeLinear right before the output
+      keeps the scale and zero point (where ffnetinfer reads them to dequantize the scores).
+
+    Feeding quantize_input(x, scale, zero_point) gives dequantize_output() of exactly what the
+    float-I/O model computes inside. Returns {"inputs": [...], "outputs": [...]}, each
+    boundary's name, type, scale, zero point and the nodes removed/added.
+    """
+    import onnx
+    from onnx import helper
+
+    m = onnx.load(model_in)
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    prod = {o: n for n in g.node for o in n.output}
+    cons = _consumers(m)
+    info = {"inputs": [], "outputs": []}
+    removed, head, tail = set(), [], []
+
+    def rename(old, new):
+        for n in g.node:
+            for k, t in enumerate(n.input):
+                if t == old:
+                    n.input[k] = new
+
+    def exact_move(n):  # a data-movement op whose other inputs are constants
+        return n.op_type in BOUNDARY_MOVES and all(i in inits for i in n.input[1:] if i)
+
+    for gi in g.input:
+        if gi.name in inits:
+            continue
+        chain, t = [], gi.name
+        while True:
+            users = cons.get(t, [])
+            if len(users) != 1:
+                raise ValueError(f"'{t}' (from input '{gi.name}') has {len(users)} readers; "
+                                 "expected one QuantizeLinear: not a float-I/O QDQ model")
+            u = users[0]
+            if u.op_type == "QuantizeLinear":
+                q = u
+                break
+            if not exact_move(u):
+                raise ValueError(f"input '{gi.name}' reaches {u.op_type} '{u.name}' before any "
+                                 "QuantizeLinear: not a float-I/O QDQ model")
+            chain.append(u)
+            t = u.output[0]
+        scale, zp, ty = _scalar_qparams(inits, q)
+        readers = cons.get(q.output[0], [])
+        if not readers or any(r.op_type != "DequantizeLinear" for r in readers):
+            raise ValueError(f"input Q '{q.name}' feeds {[r.op_type for r in readers]}; expected "
+                             "DequantizeLinear only")
+        for r in readers:
+            if _scalar_qparams(inits, r)[:2] != (scale, zp):
+                raise ValueError(f"DequantizeLinear '{r.name}' does not undo '{q.name}'")
+        d = {"name": gi.name, "elem_type": ty, "dtype": np.dtype(_INT_TYPES[ty]).name,
+             "scale": scale, "zero_point": zp}
+        if chain:  # input -> DQ (new) -> moves -> Q -> DQ: the moves run quantized
+            dq = helper.make_node("DequantizeLinear", [gi.name, q.input[1], q.input[2]],
+                                  [gi.name + "_dequantized"], name=gi.name + "_DequantizeLinear",
+                                  domain=q.domain)
+            chain[0].input[0] = dq.output[0]
+            head.append(dq)
+            d.update(added=dq.name, moves=[n.op_type for n in chain])
+        else:
+            removed.add(id(q))
+            rename(q.output[0], gi.name)
+            d.update(removed=q.name, dequantize=[r.name for r in readers])
+        gi.type.tensor_type.elem_type = ty
+        info["inputs"].append(d)
+
+    for go in g.output:
+        chain, t = [], go.name
+        p = prod.get(t)
+        while p is not None and exact_move(p):
+            chain.append(p)
+            p = prod.get(p.input[0])
+        dq = p
+        if dq is None or dq.op_type != "DequantizeLinear":
+            raise ValueError(f"output '{go.name}' is not written by a DequantizeLinear")
+        q = prod.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            raise ValueError(f"output DequantizeLinear '{dq.name}' does not read a QuantizeLinear")
+        scale, zp, ty = _scalar_qparams(inits, q)
+        if _scalar_qparams(inits, dq)[:2] != (scale, zp):
+            raise ValueError(f"DequantizeLinear '{dq.name}' does not undo '{q.name}'")
+        if cons.get(go.name):
+            raise ValueError(f"output '{go.name}' is also read inside the graph")
+        d = {"name": go.name, "elem_type": ty, "dtype": np.dtype(_INT_TYPES[ty]).name,
+             "scale": scale, "zero_point": zp}
+        if chain:  # Q -> DQ -> moves -> Q (new) -> output
+            last = chain[0]
+            last.output[0] = go.name + "_float"
+            q2 = helper.make_node("QuantizeLinear", [last.output[0], q.input[1], q.input[2]],
+                                  [go.name], name=go.name + "_QuantizeLinear", domain=q.domain)
+            tail.append(q2)
+            d.update(added=q2.name, moves=[n.op_type for n in reversed(chain)])
+        else:
+            removed.add(id(dq))
+            old = q.output[0]
+            q.output[0] = go.name
+            rename(old, go.name)  # other readers of the integer tensor (if any) follow it
+            d.update(removed=dq.name, quantize=q.name)
+        go.type.tensor_type.elem_type = ty
+        info["outputs"].append(d)
+
+    keep = head + [n for n in g.node if id(n) not in removed] + tail
+    del g.node[:]
+    g.node.extend(keep)
+    used = {t for n in g.node for t in n.input}
+    live = used | {o for n in g.node for o in n.output}
+    boundary = {v.name for v in list(g.input) + list(g.output)}
+    for v in [v for v in g.value_info if v.name in boundary or v.name not in live]:
+        g.value_info.remove(v)  # stale: a removed tensor, or a boundary whose type changed
+    for i in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(i)
+    onnx.checker.check_model(m)
+    note = ("Quantized I/O (models/ffnet/quantize.py quantized_io): " + "; ".join(
+        [f"input '{d['name']}' {d['dtype']} scale {d['scale']:.9g} zero point {d['zero_point']}"
+         for d in info["inputs"]]
+        + [f"output '{d['name']}' {d['dtype']} scale {d['scale']:.9g} zero point {d['zero_point']}"
+           for d in info["outputs"]]))
+    m.doc_string = (m.doc_string + "\n" if m.doc_string else "") + note
+    os.makedirs(os.path.dirname(os.path.abspath(model_out)), exist_ok=True)
+    onnx.save(m, model_out)
+    return info
+
+
 def qdq_summary(path: str) -> dict:
     """Counts of QuantizeLinear / DequantizeLinear nodes and the activation/weight types."""
     import onnx
@@ -768,6 +996,8 @@ def main(argv=None):
                     help="tuned-mixed recipe: activation groups carried in uint16")
     ap.add_argument("--search-top", type=int, default=30,
                     help="tuned recipe: activation groups whose range is searched (0: none)")
+    ap.add_argument("--quantized-io", metavar="PATH",
+                    help="also write the quantized-I/O variant (quantized_io) to PATH")
     a = ap.parse_args(argv)
     imgs = media.image_set("calib", n_video=a.video_frames, n_photos=a.photos)
     info = quantize(a.model, a.out, a.scheme, imgs, recipe=a.recipe, search_top=a.search_top,
@@ -778,6 +1008,11 @@ def main(argv=None):
           f"{s['dequantize']} DQ nodes, activations {s['activations']}, weights "
           f"{s['weights']}; calibrated on {info['calibration_images']} real images in "
           f"{info['seconds']:.0f} s")
+    if a.quantized_io:
+        io = quantized_io(a.out, a.quantized_io)
+        print(f"wrote {a.quantized_io}: quantized I/O, " + "; ".join(
+            f"{d['name']} {d['dtype']} scale {d['scale']:.6g} zero point {d['zero_point']}"
+            for d in io["inputs"] + io["outputs"]))
     return 0
 
 

@@ -7,6 +7,11 @@ model's domain; see media.portrait_images).
     python models/ffnet/validate.py FP32.onnx QUANT.onnx --kind mask
     python models/ffnet/validate.py FP32.onnx QUANT.onnx --kind mask --set portrait --noise-floor
     python models/ffnet/validate.py FP32.onnx QUANT.onnx --kind logits
+    python models/ffnet/validate.py FP32.onnx QUANT_qio.onnx --kind mask --provider qnn
+
+QUANT may have quantized I/O (quantize.quantized_io): it is fed the integer input with its
+own scale and zero point and its output is dequantized (Runner). --provider qnn runs QUANT on
+the QNN EP (HTP backend: on x86-64 the onnxruntime-qnn wheel's simulator, seconds per frame).
 
 --kind mask   (one-channel sigmoid models, e.g. the MediaPipe selfie model): masks
               thresholded at 0.55 (segpostproc's default); IoU of the foreground over all
@@ -40,7 +45,11 @@ import media  # noqa: E402
 THRESHOLD = 0.55
 
 
-def _session(path, threads, optimize: bool = True):
+def _session(path, threads, optimize: bool = True, provider: str = "cpu", options=None):
+    if provider == "qnn":
+        import qnn
+
+        return qnn.session(path, options)
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -51,27 +60,55 @@ def _session(path, threads, optimize: bool = True):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def run_pair(fp32: str, quant: str, images, threads: int = 0):
-    """Yield (fp32 output, quantized output) per image."""
+class Runner:
+    """One model in one ONNX Runtime session, fed float [0,1] images and giving float scores,
+    whatever its I/O: a quantized-I/O model (quantize.quantized_io) gets the integer input the
+    removed QuantizeLinear would have made (its scale and zero point read from the model as
+    ffnetinfer reads them, quantize.io_quantization) and its integer output is dequantized.
+    ``provider``: "cpu" or "qnn" (QNN EP, HTP backend: the simulator on x86-64)."""
+
+    def __init__(self, path, threads: int = 0, optimize: bool = True, provider: str = "cpu",
+                 options=None):
+        import quantize as Q
+
+        self.session = _session(path, threads, optimize, provider, options)
+        self.name = self.session.get_inputs()[0].name
+        self.output = self.session.get_outputs()[0].name
+        self.io = Q.io_quantization(path)
+
+    def run(self, x):
+        import quantize as Q
+
+        i, o = self.io["input"], self.io["output"]
+        if i:
+            x = Q.quantize_input(x, i["scale"], i["zero_point"], np.dtype(i["dtype"]))
+        y = self.session.run([self.output], {self.name: x})[0]
+        return Q.dequantize_output(y, o["scale"], o["zero_point"]) if o else y
+
+
+def run_pair(fp32: str, quant: str, images, threads: int = 0, provider: str = "cpu",
+             ref_provider: str = "cpu", options=None):
+    """Yield (reference output, quantized output) per image (both float scores; see Runner).
+    ``provider`` runs ``quant``, ``ref_provider`` runs ``fp32`` (the reference: FP32, or the
+    float-I/O quantized model when judging a quantized-I/O one)."""
     name, shape, layout = media.input_contract(fp32)
     name_q, shape_q, layout_q = media.input_contract(quant)
     if (name, list(shape), layout) != (name_q, list(shape_q), layout_q):
         raise ValueError(f"input contracts differ: {fp32} {name}{shape} vs {quant} {name_q}{shape_q}")
-    a, b = _session(fp32, threads), _session(quant, threads)
-    out = a.get_outputs()[0].name
+    a = Runner(fp32, threads, provider=ref_provider)
+    b = Runner(quant, threads, provider=provider, options=options)
     for img in images:
         x = media.to_input(img, shape, layout)
-        yield a.run([out], {name: x})[0], b.run([out], {name: x})[0]
+        yield a.run(x), b.run(x)
 
 
 def run_same_model(quant: str, images, threads: int = 0):
     """Yield (output with ORT_ENABLE_ALL, output with ORT_DISABLE_ALL) of one model per image."""
     name, shape, layout = media.input_contract(quant)
-    a, b = _session(quant, threads), _session(quant, threads, optimize=False)
-    out = a.get_outputs()[0].name
+    a, b = Runner(quant, threads), Runner(quant, threads, optimize=False)
     for img in images:
         x = media.to_input(img, shape, layout)
-        yield a.run([out], {name: x})[0], b.run([out], {name: x})[0]
+        yield a.run(x), b.run(x)
 
 
 def mask_metrics(pairs, threshold: float = THRESHOLD) -> dict:
@@ -116,9 +153,38 @@ def logits_metrics(pairs) -> dict:
             "psnr_db": float(np.mean(psnrs)), "min_psnr_db": float(np.min(psnrs))}
 
 
-def validate(fp32: str, quant: str, kind: str, images, threads: int = 0) -> dict:
-    pairs = run_pair(fp32, quant, images, threads)
+def validate(fp32: str, quant: str, kind: str, images, threads: int = 0, provider: str = "cpu",
+             options=None) -> dict:
+    pairs = run_pair(fp32, quant, images, threads, provider=provider, options=options)
     return mask_metrics(pairs) if kind == "mask" else logits_metrics(pairs)
+
+
+def io_agreement(float_io: str, quant_io: str, kind: str, images, threads: int = 0,
+                 provider: str = "cpu", ref_provider: str = "cpu", options=None) -> dict:
+    """How the quantized-I/O model ``quant_io`` agrees with the float-I/O quantized model
+    ``float_io`` it was made from (quantize.quantized_io). Both get the same float image, the
+    former as the integer tensor the removed QuantizeLinear would have made. Returns
+    validate()'s metrics between the two plus the largest score difference in output
+    quantization steps ("max_diff_steps") and the share of scores that are equal
+    ("equal_share")."""
+    import quantize as Q
+
+    step = Q.io_quantization(quant_io)["output"]["scale"]
+    diffs, equal, total = [], 0, 0
+
+    def pairs():
+        nonlocal equal, total
+        for p, q in run_pair(float_io, quant_io, images, threads, provider, ref_provider, options):
+            d = np.abs(p.astype(np.float64) - q.astype(np.float64)) / step
+            diffs.append(float(d.max()))
+            equal += int((d < 1e-3).sum())
+            total += d.size
+            yield p, q
+
+    r = mask_metrics(pairs()) if kind == "mask" else logits_metrics(pairs())
+    r.update(max_diff_steps=max(diffs), equal_share=equal / total, output_step=step,
+             provider=provider, reference_provider=ref_provider)
+    return r
 
 
 def noise_floor(quant: str, kind: str, images, threads: int = 0) -> dict:
@@ -141,10 +207,14 @@ def main(argv=None):
     ap.add_argument("--noise-floor", action="store_true",
                     help="also report the same-model noise floor (ORT optimized vs unoptimized)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--provider", choices=("cpu", "qnn"), default="cpu",
+                    help="runs QUANT (qnn: QNN EP HTP backend, the simulator on x86-64; FP32 "
+                         "stays on the CPU EP)")
+    ap.add_argument("--qnn-options", default="", help="QNN provider options k=v,... (htp_arch=68)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     imgs = media.image_set(a.set, n_video=a.video_frames, n_photos=a.photos)
-    r = validate(a.fp32, a.quant, a.kind, imgs, a.threads)
+    r = validate(a.fp32, a.quant, a.kind, imgs, a.threads, a.provider, a.qnn_options or None)
     r["set"] = a.set
     if a.noise_floor:
         r["noise_floor"] = noise_floor(a.quant, a.kind, imgs, a.threads)
