@@ -41,7 +41,7 @@ export OPENCV_DISABLE_PROBES = "pkg_config,cmake,vcpkg_cmake,vcpkg"
 export LIBCLANG_PATH = "${STAGING_LIBDIR_NATIVE}"
 
 # ONNX Runtime is not linked; the plugin dlopens it. Bake in where the image installs it
-# (src/runtime.rs: tried after the ort-library property and ORT_DYLIB_PATH).
+# (src/inference/runtime.rs: tried after the ort-library property and ORT_DYLIB_PATH).
 FFNETSEG_ORT_LIBRARY ?= "${libdir}/libonnxruntime.so"
 export FFNETSEG_ORT_LIBRARY
 

@@ -780,7 +780,7 @@ def dequantize_output(q: np.ndarray, scale: float, zero_point: int) -> np.ndarra
 
 def io_quantization(path: str) -> dict:
     """{"input": {...} or None, "output": {...} or None}: the scale and zero point of an
-    integer graph input / output, read the way ffnetinfer reads them (src/onnx_proto.rs): a
+    integer graph input / output, read the way ffnetinfer reads them (src/inference/onnx_proto.rs): a
     DequantizeLinear whose first input is the graph input, a QuantizeLinear whose output is
     the graph output, with scalar initializers as scale and zero point. Float I/O gives None.
     Each entry: name, dtype ("uint8"/"uint16"/...), scale, zero_point, node (the Q/DQ)."""

@@ -42,7 +42,7 @@ export PATH="$PATH:$HOME/.cargo/bin"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct)}
 
 # Versions. The plugin's is Cargo's; ONNX Runtime and QNN are the wheels' (the QNN 2.7.0 wheel
-# requires onnxruntime >= 1.24.2); the plugin needs ONNX Runtime >= 1.23 (src/runtime.rs).
+# requires onnxruntime >= 1.24.2); the plugin needs ONNX Runtime >= 1.23 (src/inference/runtime.rs).
 PLUGIN_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
 ORT_VERSION=1.32.0
 QNN_VERSION=2.7.0

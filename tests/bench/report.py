@@ -62,7 +62,7 @@ def main():
     stages = [r for r in rust if r["bench"] == "stage"]
     w("## Stages per frame (engine, one thread) against one memcpy of the frame")
     w("")
-    w("Each stage twice: the hand-written route (the default; `src/kernels.rs`, `src/mask_runs.rs`) and the "
+    w("Each stage twice: the hand-written route (the default; `src/preprocess/rows.rs`, `src/preprocess/kernels.rs`, `src/postprocess/mask_runs.rs`, `src/postprocess/render/overlay.rs`) and the "
       "OpenCV-only route it replaced (`Route::OpenCv`, kept as the tests' reference), in the same run.")
     w("")
     w("| frame | format | memcpy ms | segpreproc ms | × memcpy | OpenCV route ms | speed-up | overlay ms | × memcpy "
