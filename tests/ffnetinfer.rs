@@ -179,3 +179,76 @@ fn quantized_model_io_is_quantized_by_segpreproc_and_dequantized_to_scores() {
     // Input steps of 0.02 and output steps of 1/255 bound the difference.
     assert!(max < 0.05 && mean < 0.01, "max {max}, mean {mean}");
 }
+
+#[test]
+fn settings_that_need_a_restart_are_refused_while_playing_with_a_warning() {
+    let (input, info) = two_colour_frame(gst_video::VideoFormat::I420, 64, 48);
+    let warnings = Warnings::capture("ffnetinfer", "infer_ready");
+    let launch = format!(
+        "segpreproc ! ffnetinfer name=infer_ready model={} threads=1",
+        selfie_model()
+    );
+    let mut h = harness(&launch, &info.to_caps().unwrap());
+    assert!(Scores::from_buffer(&h.push_and_pull(input.clone()).unwrap()).is_some());
+    let bin = h.element().unwrap().downcast::<gst::Bin>().unwrap();
+    let infer = bin.by_name("infer_ready").unwrap();
+    infer.set_property("threads", 3u32);
+    infer.set_property_from_str("mode", "async");
+    infer.set_property_from_str("provider", "xnnpack");
+    assert_eq!(infer.property::<u32>("threads"), 1);
+    assert_eq!(
+        infer.property::<super_mode::ModeChoice>("mode"),
+        super_mode::ModeChoice::Sync
+    );
+    assert_eq!(
+        infer.property::<super_mode::ProviderChoice>("provider"),
+        super_mode::ProviderChoice::Auto
+    );
+    let lines = warnings.lines();
+    for name in ["threads", "mode", "provider"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{name} can only be set in NULL or READY"))),
+            "{name}: {lines:?}"
+        );
+    }
+    // What may change while playing still does, and frames keep their scores.
+    infer.set_property("interval", 2u32);
+    assert_eq!(infer.property::<u32>("interval"), 2);
+    assert!(Scores::from_buffer(&h.push_and_pull(input).unwrap()).is_some());
+}
+
+mod super_mode {
+    pub use gstffnetseg::ffnetinfer::{ModeChoice, ProviderChoice};
+}
+
+#[test]
+fn the_first_frame_after_a_flushing_seek_is_inferred() {
+    let run = Running::start(&format!(
+        "videotestsrc ! video/x-raw,width=64,height=48,framerate=25/1 ! segpreproc ! \
+         ffnetinfer model={} mode=sync interval=1000 ! appsink name=sink",
+        selfie_model()
+    ));
+    let first = run.pull().unwrap();
+    assert!(Scores::from_buffer(first.buffer().unwrap()).is_some());
+    for _ in 0..3 {
+        run.pull().unwrap();
+    }
+    let target = gst::ClockTime::from_seconds(10);
+    run.pipeline
+        .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, target)
+        .expect("videotestsrc seeks");
+    let after = (0..10)
+        .map(|_| run.pull().expect("frames after the seek"))
+        .find(|s| s.buffer().unwrap().pts().is_some_and(|p| p >= target))
+        .expect("a frame from after the seek");
+    let pts = after.buffer().unwrap().pts();
+    let scores = Scores::from_buffer(after.buffer().unwrap())
+        .expect("the first frame after the seek carries scores");
+    assert_eq!(scores.source_pts, pts, "inferred on that frame itself");
+    // The interval counts from there: the next frame reuses that result.
+    let next = run.pull().unwrap();
+    let reused = Scores::from_buffer(next.buffer().unwrap()).expect("scores");
+    assert_eq!(reused.source_pts, pts);
+}

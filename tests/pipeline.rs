@@ -57,3 +57,75 @@ fn every_model_built_by_make_models_runs_in_ffnetinfer() {
     }
     eprintln!("{} models ran", models.len());
 }
+
+#[test]
+fn two_ffnetinfer_after_one_segpreproc_are_told_each_needs_its_own() {
+    init();
+    let text = first_error(&format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=48 ! segpreproc ! tee name=t \
+         t. ! queue ! ffnetinfer model={} ! fakesink t. ! queue ! ffnetinfer model={} ! fakesink",
+        selfie_model(),
+        tiny_ffnet_model()
+    ));
+    assert!(
+        text.contains("each ffnetinfer needs its own segpreproc")
+            && text.contains("tee")
+            && !text.contains("overrides"),
+        "{text}"
+    );
+    // With overrides set, the message points at them.
+    let text = first_error(&format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=48 ! segpreproc width=100 \
+         height=100 ! ffnetinfer model={} ! fakesink",
+        selfie_model()
+    ));
+    assert!(
+        text.contains("remove segpreproc's width/height/layout overrides"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_crop_or_scale_between_ffnetinfer_and_segpostproc_drops_the_scores_with_a_warning() {
+    for (what, geometry) in [
+        ("videocrop", "videocrop left=274"),
+        (
+            "videoscale",
+            "videoscale ! video/x-raw,width=161,height=121",
+        ),
+    ] {
+        let run = Running::start(&format!(
+            "filesrc location={} ! jpegdec ! videoconvert ! video/x-raw,format=NV12 ! segpreproc ! \
+             ffnetinfer model={} ! {geometry} ! segpostproc mode=mask ! appsink name=sink",
+            media("messi5.jpg"),
+            selfie_model()
+        ));
+        let sample = run.pull().expect("a frame");
+        assert!(
+            Scores::from_buffer(sample.buffer().unwrap()).is_none(),
+            "{what}: the scores of the whole frame rode along to a changed picture"
+        );
+        let mask = gray_from_sample(&sample);
+        assert!(
+            mask.data.iter().all(|v| *v == 0),
+            "{what}: no scores, no mask"
+        );
+        let warnings = run.bus_warnings();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("without segmentation scores") && w.contains("crops or scales")),
+            "{what}: {warnings:?}"
+        );
+    }
+    // Without such an element, the scores ride along to the mask frame.
+    let run = Running::start(&format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! video/x-raw,format=NV12 ! segpreproc ! \
+         ffnetinfer model={} ! videoconvert ! segpostproc mode=mask ! appsink name=sink",
+        media("messi5.jpg"),
+        selfie_model()
+    ));
+    let sample = run.pull().expect("a frame");
+    assert!(Scores::from_buffer(sample.buffer().unwrap()).is_some());
+    assert!(gray_from_sample(&sample).data.contains(&255));
+}

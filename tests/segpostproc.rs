@@ -199,3 +199,141 @@ fn segpostproc_background_replace_puts_the_picture_behind_the_person() {
     assert!(text.contains("background="), "{text}");
     std::fs::remove_file(picture).ok();
 }
+
+#[test]
+fn changing_mode_while_playing_renegotiates_both_ways_and_keeps_playing() {
+    let run = Running::start(&format!(
+        "videotestsrc num-buffers=60 ! video/x-raw,format=NV12,width=64,height=48 ! segpreproc ! \
+         ffnetinfer model={} ! segpostproc name=post mode=overlay ! appsink name=sink",
+        selfie_model()
+    ));
+    let post = run.pipeline.by_name("post").unwrap();
+    let format = |s: &gst::Sample| {
+        gst_video::VideoInfo::from_caps(s.caps().unwrap())
+            .unwrap()
+            .format()
+    };
+    assert_eq!(format(&run.pull().unwrap()), gst_video::VideoFormat::Nv12);
+    for (mode, want) in [
+        ("mask", gst_video::VideoFormat::Gray8),
+        ("overlay", gst_video::VideoFormat::Nv12),
+        ("alpha", gst_video::VideoFormat::Gray8),
+        ("background-blur", gst_video::VideoFormat::Nv12),
+        ("labels", gst_video::VideoFormat::Gray8),
+        ("classes", gst_video::VideoFormat::Nv12),
+    ] {
+        post.set_property_from_str("mode", mode);
+        // Frames already on their way come in the old format, then the new one.
+        let changed = (0..6)
+            .map(|_| run.pull().expect("frames keep flowing after the change"))
+            .find(|s| format(s) == want)
+            .unwrap_or_else(|| panic!("mode={mode}: the output never became {want:?}"));
+        let info = gst_video::VideoInfo::from_caps(changed.caps().unwrap()).unwrap();
+        assert_eq!((info.width(), info.height()), (64, 48), "mode={mode}");
+        // And the next frame still comes, in the new format.
+        assert_eq!(format(&run.pull().unwrap()), want, "mode={mode}");
+    }
+    // The stream ends normally (pull panics on an error message).
+    while run.pull().is_some() {}
+}
+
+#[test]
+fn a_mode_change_downstream_cannot_take_is_an_error_not_a_panic() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=100 ! video/x-raw,format=NV12,width=64,height=48 ! segpreproc ! \
+         ffnetinfer model={} ! segpostproc name=post mode=overlay ! video/x-raw,format=NV12 ! \
+         fakesink name=sink sync=false",
+        selfie_model()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(30),
+        &[gst::MessageType::AsyncDone],
+    )
+    .expect("prerolls");
+    pipeline
+        .by_name("post")
+        .unwrap()
+        .set_property_from_str("mode", "mask");
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(30),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        )
+        .expect("an error or EOS");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let gst::MessageView::Error(e) = msg.view() else {
+        panic!("a GRAY8 mode reached EOS through a capsfilter that only takes NV12")
+    };
+    let text = format!("{} {:?}", e.error(), e.debug());
+    assert!(
+        text.contains("not-negotiated") && !text.contains("panicked"),
+        "{text}"
+    );
+}
+
+#[test]
+fn labels_of_a_model_with_more_than_256_classes_warn_once_that_they_are_clamped() {
+    use ffnetseg::preprocess::Region;
+    use ffnetseg::tensor::Layout;
+    use gstffnetseg::meta::Scores;
+    let (rgb, info) = painted_rgb(16, 16, |_, _| [10, 20, 30]);
+    let warnings = Warnings::capture("segpostproc", "labels300");
+    let mut h = harness(
+        "segpostproc name=labels300 mode=labels smoothing=1",
+        &info.to_caps().unwrap(),
+    );
+    // 300 classes at 4×4 (NCHW): class 299 wins everywhere.
+    let classes = 300;
+    let mut values = vec![0f32; classes * 16];
+    values[299 * 16..].fill(1.0);
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let mut scores = gst::Buffer::with_size(bytes.len()).unwrap();
+    scores
+        .get_mut()
+        .unwrap()
+        .copy_from_slice(0, &bytes)
+        .unwrap();
+    let region = Region {
+        x: 0,
+        y: 0,
+        width: 4,
+        height: 4,
+    };
+    for i in 0..3u64 {
+        let mut frame = rgb.copy();
+        let pts = gst::ClockTime::from_mseconds(40 * i);
+        let f = frame.get_mut().unwrap();
+        f.set_pts(pts);
+        Scores {
+            scores: scores.clone(),
+            classes,
+            width: 4,
+            height: 4,
+            layout: Layout::Nchw,
+            region,
+            tensor_width: 4,
+            tensor_height: 4,
+            source_pts: Some(pts),
+            sequence: i + 1,
+            provider: "cpu".into(),
+            inference_ns: 0,
+            model_generation: 1,
+        }
+        .attach(f)
+        .unwrap();
+        let out = h.push_and_pull(frame).unwrap();
+        let caps = h.sinkpad().unwrap().current_caps().unwrap();
+        let labels = gray_rows(&out, &caps);
+        assert!(labels.data.iter().all(|v| *v == 255), "class 299 → 255");
+    }
+    let lines = warnings.lines();
+    let clamped = lines.iter().filter(|l| l.contains("above 255")).count();
+    assert_eq!(clamped, 1, "one warning per stream: {lines:?}");
+    assert!(lines.iter().any(|l| l.contains("300 classes")), "{lines:?}");
+}

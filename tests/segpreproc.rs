@@ -1,6 +1,8 @@
 //! segpreproc: caps for every format, odd sizes with padded strides, passthrough of the
 //! frame, the tensor it attaches and its properties.
 
+use gst::prelude::*;
+
 use ffnetseg::frame::PixelFormat;
 use ffnetseg::tensor::Layout;
 use ffnetseg_tests::*;
@@ -112,4 +114,46 @@ fn segpreproc_without_size_or_model_is_a_clear_error() {
     init();
     let text = first_error("videotestsrc num-buffers=1 ! segpreproc ! fakesink");
     assert!(text.contains("width and height"), "{text}");
+}
+
+#[test]
+fn properties_set_while_playing_apply_from_the_next_frame() {
+    let (input, info) = two_colour_frame(gst_video::VideoFormat::Rgb, 64, 32);
+    let warnings = Warnings::capture("segpreproc", "pre_playing");
+    let mut h = harness(
+        "segpreproc name=pre_playing width=8 height=4 layout=nchw",
+        &info.to_caps().unwrap(),
+    );
+    let before = InputTensor::from_buffer(&h.push_and_pull(input.clone()).unwrap()).unwrap();
+    assert_eq!((before.spec.width, before.spec.height), (8, 4));
+    let bin = h.element().unwrap().downcast::<gst::Bin>().unwrap();
+    let pre = bin.by_name("pre_playing").unwrap();
+    assert_eq!(pre.current_state(), gst::State::Playing);
+    pre.set_property("width", 16u32);
+    pre.set_property("mean", "0.5,0.5,0.5");
+    assert_eq!(pre.property::<u32>("width"), 16);
+    assert_eq!(pre.property::<String>("mean"), "0.5,0.5,0.5");
+    let after = InputTensor::from_buffer(&h.push_and_pull(input.clone()).unwrap()).unwrap();
+    assert_eq!(
+        (after.spec.width, after.spec.height),
+        (16, 4),
+        "width applies"
+    );
+    let want_r = LEFT[0] as f32 / 255.0 - 0.5;
+    let v = tensor_values(&after);
+    assert!(
+        (v[0] - want_r).abs() < 1e-3,
+        "mean applies: {} vs {want_r}",
+        v[0]
+    );
+    // A bad value is refused with a warning, and the old one stays.
+    pre.set_property("mean", "0.5,0.5");
+    assert_eq!(pre.property::<String>("mean"), "0.5,0.5,0.5");
+    let lines = warnings.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("mean") && l.contains("keeping '0.5,0.5,0.5'")),
+        "{lines:?}"
+    );
 }

@@ -1,5 +1,7 @@
 //! Frames, harnesses and runners the element tests share.
 
+use std::sync::{Arc, Mutex};
+
 use gst::prelude::*;
 
 use gstffnetseg::meta::InputTensor;
@@ -100,4 +102,116 @@ pub fn to_rgb(buffer: &gst::Buffer, info: &gst_video::VideoInfo) -> (Vec<u8>, us
 pub fn gray_rows(buffer: &gst::Buffer, caps: &gst::Caps) -> Gray {
     let sample = gst::Sample::builder().buffer(buffer).caps(caps).build();
     gray_from_sample(&sample)
+}
+
+/// Collects what one element logs at WARNING level while this lives.
+pub struct Warnings {
+    lines: Arc<Mutex<Vec<String>>>,
+    function: Option<gst::log::DebugLogFunction>,
+}
+
+impl Warnings {
+    /// Warnings of the element named `element` in debug category `category`.
+    pub fn capture(category: &str, element: &str) -> Warnings {
+        init();
+        gst::log::set_threshold_for_name(category, gst::DebugLevel::Warning);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (sink, category, element) = (lines.clone(), category.to_string(), element.to_string());
+        let function = gst::log::add_log_function(move |cat, level, _, _, _, obj, msg| {
+            let ours = cat.name() == category
+                && level == gst::DebugLevel::Warning
+                && obj.is_some_and(|o| o.to_string().contains(&element));
+            if ours && let Some(m) = msg.get() {
+                sink.lock().unwrap().push(m.to_string());
+            }
+        });
+        Warnings {
+            lines,
+            function: Some(function),
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Warnings {
+    fn drop(&mut self) {
+        if let Some(f) = self.function.take() {
+            gst::log::remove_log_function(f);
+        }
+    }
+}
+
+/// A running pipeline ending in `appsink name=sink` (max-buffers=1, so the source waits
+/// for the test), its warnings and errors collected from the bus.
+pub struct Running {
+    pub pipeline: gst::Pipeline,
+    pub sink: gst_app::AppSink,
+}
+
+impl Running {
+    pub fn start(launch: &str) -> Running {
+        init();
+        let pipeline = gst::parse::launch(launch)
+            .unwrap_or_else(|e| panic!("cannot build {launch}: {e}"))
+            .downcast::<gst::Pipeline>()
+            .expect("a pipeline");
+        let sink = pipeline
+            .by_name("sink")
+            .expect("an appsink named sink")
+            .downcast::<gst_app::AppSink>()
+            .expect("an appsink");
+        sink.set_property("sync", false);
+        sink.set_property("max-buffers", 1u32);
+        pipeline
+            .set_state(gst::State::Playing)
+            .expect("pipeline starts");
+        Running { pipeline, sink }
+    }
+
+    /// The next sample; panics on an error message or after 60 s. None at EOS.
+    pub fn pull(&self) -> Option<gst::Sample> {
+        if let Some(e) = self.error() {
+            panic!("pipeline error: {e}");
+        }
+        let sample = self.sink.try_pull_sample(gst::ClockTime::from_seconds(60));
+        if sample.is_none() {
+            if let Some(e) = self.error() {
+                panic!("pipeline error: {e}");
+            }
+            assert!(self.sink.is_eos(), "no sample within 60 s and no EOS");
+        }
+        sample
+    }
+
+    fn error(&self) -> Option<String> {
+        let msg = self
+            .pipeline
+            .bus()
+            .expect("a bus")
+            .pop_filtered(&[gst::MessageType::Error])?;
+        match msg.view() {
+            gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
+            _ => None,
+        }
+    }
+
+    /// The texts of the warning messages on the bus so far.
+    pub fn bus_warnings(&self) -> Vec<String> {
+        let bus = self.pipeline.bus().expect("a bus");
+        std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
+            .filter_map(|m| match m.view() {
+                gst::MessageView::Warning(w) => Some(w.error().to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
 }
