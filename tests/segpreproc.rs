@@ -153,7 +153,7 @@ fn properties_set_while_playing_apply_from_the_next_frame() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("mean") && l.contains("keeping '0.5,0.5,0.5'")),
+            .any(|l| l.contains("mean") && l.contains("keeping the previous value '0.5,0.5,0.5'")),
         "{lines:?}"
     );
 }

@@ -11,7 +11,7 @@
 //! let buffer = sample.buffer().expect("a sample has a buffer");
 //! if let Some(scores) = Scores::from_buffer(buffer) {
 //!     // A mapped view of the scores (no copy); `values()` copies them into a Vec.
-//!     let map = scores.map().expect("scores are readable");
+//!     let map = scores.mapped().expect("scores are readable");
 //!     let values = map.as_f32();
 //!     println!(
 //!         "{}×{} scores, {} classes, from frame {:?}, on {}",
@@ -201,7 +201,7 @@ impl Scores {
     }
 
     /// Maps the scores for reading, without copying them.
-    pub fn map(&self) -> Result<ScoresMap<'_>, glib::BoolError> {
+    pub fn mapped(&self) -> Result<ScoresMap<'_>, glib::BoolError> {
         let map = self.scores.map_readable()?;
         if bytemuck::try_cast_slice::<u8, f32>(map.as_slice()).is_err() {
             return Err(glib::bool_error!(
@@ -211,9 +211,9 @@ impl Scores {
         Ok(ScoresMap(map))
     }
 
-    /// Copies the scores out as f32 (applications; the elements use [`Scores::map`]).
+    /// Copies the scores out as f32 (applications; the elements use [`Scores::mapped`]).
     pub fn values(&self) -> Result<Vec<f32>, glib::BoolError> {
-        Ok(self.map()?.as_f32().to_vec())
+        Ok(self.mapped()?.as_f32().to_vec())
     }
 
     pub fn attach(&self, buffer: &mut gst::BufferRef) -> Result<(), glib::BoolError> {
@@ -266,7 +266,7 @@ pub struct ScoresMap<'a>(gst::BufferMap<'a, gst::buffer::Readable>);
 
 impl ScoresMap<'_> {
     pub fn as_f32(&self) -> &[f32] {
-        // Checked when mapped (Scores::map).
+        // Checked when mapped (Scores::mapped).
         bytemuck::cast_slice(self.0.as_slice())
     }
 }

@@ -442,7 +442,7 @@ impl FfnetInfer {
                         gst::warning!(
                             CAT,
                             imp = self,
-                            "provider-options: {e}; keeping '{}'",
+                            "provider-options: {e}; keeping the previous value '{}'",
                             settings.provider_options_text
                         );
                         return;

@@ -204,7 +204,7 @@ impl SegPostproc {
         if state.last_sequence == Some(scores.sequence) && state.post.has_state() {
             return Ok(true);
         }
-        let map = scores.map().map_err(|e| {
+        let map = scores.mapped().map_err(|e| {
             flow_error(
                 self,
                 gst::error_msg!(gst::StreamError::Decode, ("cannot read the scores: {e}")),
@@ -440,7 +440,11 @@ impl ObjectImpl for SegPostproc {
         if let Err(e) = s.apply(name, value) {
             drop(s);
             let old = self.property(0, pspec);
-            gst::warning!(CAT, imp = self, "{e}; keeping {name}={old:?}");
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{e}; keeping the previous value ({name}={old:?})"
+            );
             return;
         }
         let (config, mode) = (s.engine_config(), s.mode);

@@ -380,14 +380,18 @@ impl ObjectImpl for SegPreproc {
                             gst::warning!(
                                 CAT,
                                 imp = self,
-                                "std must not contain 0 (it divides); keeping '{old}'"
+                                "std must not contain 0 (it divides); keeping the previous value '{old}'"
                             );
                             return;
                         }
                         Ok(v) if name == "mean" => s.mean = v,
                         Ok(v) => s.std = v,
                         Err(e) => {
-                            gst::warning!(CAT, imp = self, "{name}: {e}; keeping '{old}'");
+                            gst::warning!(
+                                CAT,
+                                imp = self,
+                                "{name}: {e}; keeping the previous value '{old}'"
+                            );
                             return;
                         }
                     }
