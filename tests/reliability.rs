@@ -192,6 +192,19 @@ fn logged_warnings() -> &'static Mutex<Vec<String>> {
                 },
             );
         }
+        // The elements warn through their GStreamer debug categories.
+        for category in ["segpreproc", "ffnetinfer", "segpostproc"] {
+            gst::log::set_threshold_for_name(category, gst::DebugLevel::Warning);
+        }
+        gst::log::add_log_function(|cat, level, _, _, _, _, msg| {
+            let ours = matches!(cat.name(), "segpreproc" | "ffnetinfer" | "segpostproc");
+            if ours
+                && level == gst::DebugLevel::Warning
+                && let Some(m) = msg.get()
+            {
+                LOG.lock().unwrap().push(format!("{}: {m}", cat.name()));
+            }
+        });
     });
     &LOG
 }

@@ -9,6 +9,7 @@
 
 use gst::glib;
 
+mod error;
 pub mod ffnetinfer;
 pub mod meta;
 pub mod segpostproc;
@@ -31,6 +32,6 @@ gst::plugin_define!(
     "MIT/X11",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    "https://example.invalid/ffnetseg",
+    env!("CARGO_PKG_REPOSITORY"),
     env!("BUILD_REL_DATE")
 );

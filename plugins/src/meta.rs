@@ -10,7 +10,9 @@
 //! use gstffnetseg::meta::Scores;
 //! let buffer = sample.buffer().expect("a sample has a buffer");
 //! if let Some(scores) = Scores::from_buffer(buffer) {
-//!     let values = scores.values().expect("scores are readable");
+//!     // A mapped view of the scores (no copy); `values()` copies them into a Vec.
+//!     let map = scores.mapped().expect("scores are readable");
+//!     let values = map.as_f32();
 //!     println!(
 //!         "{}×{} scores, {} classes, from frame {:?}, on {}",
 //!         scores.width, scores.height, scores.classes, scores.source_pts, scores.provider
@@ -29,7 +31,13 @@
 //!   as above, `source-pts` (u64 ns, absent when the frame had none), `sequence` (u64,
 //!   increases by one per inference), `provider` (string), `inference-ns` (u64),
 //!   `model-generation` (u64, changes when ffnetinfer loads another model).
+//!
+//! Both metas describe the picture's geometry, so they carry the tags GStreamer's video
+//! metas use (`video`, `size`, `orientation`): a buffer copy keeps them, an element that
+//! crops or scales the frame drops them (the scores would no longer match the
+//! picture; segpostproc then warns that frames arrive without scores).
 
+use std::borrow::Cow;
 use std::sync::Once;
 
 use gst::glib;
@@ -42,15 +50,47 @@ use ffnetseg::tensor::{DType, Layout, Quantization, TensorSpec};
 pub const INPUT_TENSOR_META: &str = "FfnetsegInputTensorMeta";
 pub const SCORES_META: &str = "FfnetsegScoresMeta";
 
+/// `GST_META_TAG_VIDEO_STR`, `GST_META_TAG_VIDEO_SIZE_STR`, `GST_META_TAG_VIDEO_ORIENTATION_STR`.
+const GEOMETRY_TAGS: &[&str] = &["video", "size", "orientation"];
+
+/// Whether `meta` is one of this plugin's metas (segpostproc keeps them on the frames it
+/// makes: same picture, same size).
+pub fn is_ours(meta: &gst::MetaRef<'_, gst::Meta>) -> bool {
+    // A custom meta's API type is named after it, with "-api" appended.
+    let api = meta.api();
+    let name = api.name();
+    name.strip_suffix("-api")
+        .is_some_and(|n| n == INPUT_TENSOR_META || n == SCORES_META)
+}
+
+/// The provider's name without an allocation for the providers this plugin knows.
+pub(crate) fn provider_name(name: &str) -> Cow<'static, str> {
+    use ffnetseg::inference::Provider;
+    [
+        Provider::Cpu,
+        Provider::Qnn,
+        Provider::Cuda,
+        Provider::TensorRt,
+        Provider::Xnnpack,
+        Provider::OpenVino,
+    ]
+    .into_iter()
+    .map(Provider::name)
+    .find(|known| *known == name)
+    .map_or_else(|| Cow::Owned(name.to_owned()), Cow::Borrowed)
+}
+
 /// Registers the meta types; called from plugin_init (and by applications that use the
 /// elements statically before creating them).
 pub fn register() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // No tags: the metas describe the picture's content, not its memory or size, so
-        // elements that copy or scale the frame may carry them along.
-        CustomMeta::register(INPUT_TENSOR_META, &[]);
-        CustomMeta::register(SCORES_META, &[]);
+        // The tags of GStreamer's geometry-bound video metas (as the region-of-interest
+        // meta): a copy keeps them (the custom meta's default transform), a crop, scale or
+        // flip drops them instead of pairing scores with a picture they do not describe.
+        for name in [INPUT_TENSOR_META, SCORES_META] {
+            CustomMeta::register(name, GEOMETRY_TAGS);
+        }
     });
 }
 
@@ -87,6 +127,9 @@ pub struct InputTensor {
     pub tensor: gst::Buffer,
     pub spec: TensorSpec,
     pub region: Region,
+    /// Whether segpreproc's width/height/layout properties shaped the tensor instead of
+    /// the model's own answer (structure field `overridden`, absent = false).
+    pub overridden: bool,
 }
 
 impl InputTensor {
@@ -100,6 +143,7 @@ impl InputTensor {
         s.set("layout", self.spec.layout.as_str());
         s.set("dtype", self.spec.dtype.as_str());
         region_fields(s, self.region);
+        s.set("overridden", self.overridden);
         Ok(())
     }
 
@@ -117,6 +161,7 @@ impl InputTensor {
                 quantization: None,
             },
             region: read_region(s)?,
+            overridden: s.get::<bool>("overridden").unwrap_or(false),
         })
     }
 }
@@ -139,7 +184,7 @@ pub struct Scores {
     /// Increases by one per inference; equal values mean the same result.
     pub sequence: u64,
     /// Execution provider that produced the scores (e.g. "cpu", "qnn").
-    pub provider: String,
+    pub provider: Cow<'static, str>,
     pub inference_ns: u64,
     /// Which model made the scores: changes when ffnetinfer starts or swaps its model.
     pub model_generation: u64,
@@ -155,14 +200,20 @@ impl Scores {
         }
     }
 
-    /// Copies the scores out as f32.
-    pub fn values(&self) -> Result<Vec<f32>, glib::BoolError> {
+    /// Maps the scores for reading, without copying them.
+    pub fn mapped(&self) -> Result<ScoresMap<'_>, glib::BoolError> {
         let map = self.scores.map_readable()?;
-        Ok(map
-            .as_slice()
-            .chunks_exact(4)
-            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+        if bytemuck::try_cast_slice::<u8, f32>(map.as_slice()).is_err() {
+            return Err(glib::bool_error!(
+                "the scores buffer is not a whole number of aligned f32 values"
+            ));
+        }
+        Ok(ScoresMap(map))
+    }
+
+    /// Copies the scores out as f32 (applications; the elements use [`Scores::mapped`]).
+    pub fn values(&self) -> Result<Vec<f32>, glib::BoolError> {
+        Ok(self.mapped()?.as_f32().to_vec())
     }
 
     pub fn attach(&self, buffer: &mut gst::BufferRef) -> Result<(), glib::BoolError> {
@@ -180,7 +231,7 @@ impl Scores {
             s.set("source-pts", pts.nseconds());
         }
         s.set("sequence", self.sequence);
-        s.set("provider", self.provider.as_str());
+        s.set("provider", self.provider.as_ref());
         s.set("inference-ns", self.inference_ns);
         s.set("model-generation", self.model_generation);
         Ok(())
@@ -203,10 +254,20 @@ impl Scores {
                 .ok()
                 .map(gst::ClockTime::from_nseconds),
             sequence: s.get::<u64>("sequence").ok()?,
-            provider: s.get::<String>("provider").ok()?,
+            provider: provider_name(s.get::<&str>("provider").ok()?),
             inference_ns: s.get::<u64>("inference-ns").unwrap_or(0),
             model_generation: s.get::<u64>("model-generation").unwrap_or(0),
         })
+    }
+}
+
+/// Readable scores, mapped in place.
+pub struct ScoresMap<'a>(gst::BufferMap<'a, gst::buffer::Readable>);
+
+impl ScoresMap<'_> {
+    pub fn as_f32(&self) -> &[f32] {
+        // Checked when mapped (Scores::mapped).
+        bytemuck::cast_slice(self.0.as_slice())
     }
 }
 
@@ -270,4 +331,27 @@ pub fn inference_query() -> gst::query::Custom<gst::Query> {
 
 pub fn is_inference_query(query: &gst::QueryRef) -> bool {
     matches!(query.view(), gst::QueryView::Custom(q) if q.structure().is_some_and(|s| s.name() == INFERENCE_QUERY))
+}
+
+/// ffnetinfer's answer: it is there, and whether it runs asynchronously (field
+/// `asynchronous`; only then may frames lack scores while the first inference runs).
+pub fn answer_inference_query(query: &mut gst::QueryRef, asynchronous: bool) -> bool {
+    if let gst::QueryViewMut::Custom(q) = query.view_mut() {
+        let s = q.structure_mut();
+        if s.name() == INFERENCE_QUERY {
+            s.set("asynchronous", asynchronous);
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether the answered inference query says the inference is asynchronous.
+pub fn inference_is_asynchronous(query: &gst::QueryRef) -> bool {
+    match query.view() {
+        gst::QueryView::Custom(q) => q
+            .structure()
+            .is_some_and(|s| s.get::<bool>("asynchronous").unwrap_or(false)),
+        _ => false,
+    }
 }

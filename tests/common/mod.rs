@@ -7,6 +7,9 @@ use std::sync::Once;
 use gst::prelude::*;
 use gst_video::prelude::*;
 
+mod elements;
+pub use elements::*;
+
 /// Initialises GStreamer and registers the plugin from this build (not an installed copy).
 pub fn init() {
     static ONCE: Once = Once::new();

@@ -155,7 +155,7 @@ fn analyse(buffer: &gst::BufferRef) -> Result<Option<FrameResult>, String> {
     Ok(Some(FrameResult {
         foreground: fg as f64 / ((x1 - x0) * (y1 - y0)) as f64,
         classes: c,
-        provider: scores.provider.clone(),
+        provider: scores.provider.to_string(),
         inference_ms: scores.inference_ns as f64 / 1e6,
         age_ms,
         sequence: scores.sequence,

@@ -4,7 +4,25 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod engine;
+/**
+ * SECTION:element-ffnetinfer
+ * @see_also: segpreproc, segpostproc
+ *
+ * Runs a segmentation model with ONNX Runtime on the tensor segpreproc attached to each
+ * frame, and attaches the model's scores to the same, unchanged frame. The model runs in
+ * the streaming thread (`mode=sync`, every frame waits for its own result) or on its own
+ * thread (`mode=async`, frames never wait and carry the newest finished result). The
+ * execution provider (CPU, Qualcomm QNN NPU, CUDA, TensorRT, XNNPACK, OpenVINO) is chosen
+ * with `provider`. Setting `model` while playing loads the new model in the background.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 v4l2src ! videoconvert ! segpreproc ! ffnetinfer model=models/selfie_segmentation.onnx mode=async ! segpostproc mode=overlay ! videoconvert ! autovideosink
+ * ]|
+ */
 mod imp;
+mod worker;
 
 glib::wrapper! {
     pub struct FfnetInfer(ObjectSubclass<imp::FfnetInfer>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
@@ -73,6 +91,8 @@ pub enum ModeChoice {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    ProviderChoice::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    ModeChoice::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "ffnetinfer",

@@ -1,8 +1,10 @@
-use std::sync::{LazyLock, Mutex};
+use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
@@ -11,7 +13,8 @@ use ffnetseg::classes::{DEFAULT_CLASSES, parse_classes, parse_color};
 use ffnetseg::postprocess::{Background, GrayKind, PostprocessConfig, Postprocessor, ScoresView};
 
 use super::Mode;
-use crate::meta::Scores;
+use crate::error::{engine_error, flow_error};
+use crate::meta::{self, Scores};
 use crate::video;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -22,30 +25,46 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+const DEFAULT_MODE: Mode = Mode::Overlay;
+const DEFAULT_SMOOTHING: f64 = 0.5;
+const DEFAULT_THRESHOLD: f64 = 0.55;
+const DEFAULT_BLUR: u32 = 1;
+const DEFAULT_COLOR: &str = "#00ff00";
+const DEFAULT_OPACITY: f64 = 0.5;
+const DEFAULT_BACKGROUND_BLUR: u32 = 41;
+
+/// GRAY8 labels hold class indices 0..=255.
+const MAX_GRAY8_LABEL: usize = 255;
+
 #[derive(Debug, Clone)]
 struct Settings {
     mode: Mode,
     smoothing: f64,
     threshold: f64,
     blur: u32,
-    classes: String,
-    color: String,
+    /// As given (read back) and parsed.
+    classes_text: String,
+    classes: Vec<usize>,
+    color_text: String,
+    color: [u8; 3],
     opacity: f64,
     background_blur: u32,
-    background: Option<String>,
+    background: Option<Arc<str>>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            mode: Mode::Overlay,
-            smoothing: 0.5,
-            threshold: 0.55,
-            blur: 1,
-            classes: DEFAULT_CLASSES.to_string(),
-            color: "#00ff00".to_string(),
-            opacity: 0.5,
-            background_blur: 41,
+            mode: DEFAULT_MODE,
+            smoothing: DEFAULT_SMOOTHING,
+            threshold: DEFAULT_THRESHOLD,
+            blur: DEFAULT_BLUR,
+            classes_text: DEFAULT_CLASSES.to_string(),
+            classes: parse_classes(DEFAULT_CLASSES).expect("the default classes parse"),
+            color_text: DEFAULT_COLOR.to_string(),
+            color: parse_color(DEFAULT_COLOR).expect("the default colour parses"),
+            opacity: DEFAULT_OPACITY,
+            background_blur: DEFAULT_BACKGROUND_BLUR,
             background: None,
         }
     }
@@ -57,21 +76,99 @@ impl Settings {
             smoothing: self.smoothing as f32,
             threshold: self.threshold as f32,
             blur: self.blur as usize,
-            classes: parse_classes(&self.classes).expect("validated in set_property"),
+            classes: self.classes.clone(),
         }
     }
+
+    /// What drawing a frame needs, copied out once per frame without allocating.
+    fn draw(&self) -> Draw {
+        Draw {
+            mode: self.mode,
+            color: self.color,
+            opacity: self.opacity as f32,
+            background_blur: self.background_blur as usize,
+            background: self.background.clone(),
+        }
+    }
+
+    /// Parses and stores one property; Err says why the value is refused.
+    fn apply(&mut self, name: &str, value: &glib::Value) -> Result<(), String> {
+        let text = || -> String {
+            value
+                .get::<Option<String>>()
+                .expect("type checked upstream")
+                .unwrap_or_default()
+        };
+        match name {
+            "mode" => self.mode = value.get().expect("type checked upstream"),
+            "smoothing" => self.smoothing = value.get().expect("type checked upstream"),
+            "threshold" => self.threshold = value.get().expect("type checked upstream"),
+            "opacity" => self.opacity = value.get().expect("type checked upstream"),
+            "blur" | "background-blur" => {
+                let b: u32 = value.get().expect("type checked upstream");
+                if b.is_multiple_of(2) {
+                    return Err(format!("{name} {b} must be odd (1 = off, 3, 5, …)"));
+                }
+                if name == "blur" {
+                    self.blur = b;
+                } else {
+                    self.background_blur = b;
+                }
+            }
+            "classes" => {
+                let t = text();
+                self.classes = parse_classes(&t).map_err(|e| e.to_string())?;
+                self.classes_text = t;
+            }
+            "color" => {
+                let t = text();
+                self.color = parse_color(&t).map_err(|e| e.to_string())?;
+                self.color_text = t;
+            }
+            "background" => {
+                let t = text();
+                if t.is_empty() {
+                    self.background = None;
+                } else {
+                    Background::load(Path::new(&t)).map_err(|e| e.to_string())?;
+                    self.background = Some(Arc::from(t));
+                }
+            }
+            other => return Err(format!("unknown property {other}")),
+        }
+        Ok(())
+    }
+}
+
+/// Per-frame drawing settings.
+struct Draw {
+    mode: Mode,
+    color: [u8; 3],
+    opacity: f32,
+    background_blur: usize,
+    background: Option<Arc<str>>,
+}
+
+/// Whether an ffnetinfer answered upstream, and whether it runs asynchronously.
+#[derive(Clone, Copy)]
+struct Upstream {
+    inference: bool,
+    asynchronous: bool,
 }
 
 struct State {
     post: Postprocessor,
     /// The model generation the temporal state belongs to.
     model_generation: Option<u64>,
-    /// Whether an ffnetinfer answered upstream (asked once, at the first frame without scores).
-    inference_upstream: Option<bool>,
+    /// Asked once, at the first frame without scores.
+    upstream: Option<Upstream>,
     /// The background picture, loaded when first needed.
-    background: Option<(String, Background)>,
+    background: Option<(Arc<str>, Background)>,
     last_sequence: Option<u64>,
+    /// Whether a frame of this stream (since the last flush/segment) carried scores.
+    seen_scores: bool,
     warned_no_scores: bool,
+    warned_labels_clamped: bool,
 }
 
 #[derive(Default)]
@@ -83,52 +180,85 @@ pub struct SegPostproc {
 impl SegPostproc {
     /// Feeds this frame's scores (if new) into the temporal state. Returns whether any
     /// result is available to draw.
-    fn update(&self, state: &mut State, buf: &gst::BufferRef) -> Result<bool, gst::FlowError> {
-        match Scores::from_buffer(buf) {
-            Some(scores) => {
-                // Another model (hot swap): its scores do not average with the old model's.
-                if state.model_generation != Some(scores.model_generation) {
-                    state.post.reset();
-                    state.last_sequence = None;
-                    state.model_generation = Some(scores.model_generation);
-                }
-                // The same result riding on several frames (async/interval) is averaged in once.
-                if state.last_sequence == Some(scores.sequence) && state.post.has_state() {
-                    return Ok(true);
-                }
-                let values = scores.values().map_err(|_| gst::FlowError::Error)?;
-                let view = ScoresView {
-                    data: &values,
-                    spec: scores.output_spec(),
-                    region: Some((scores.region, scores.tensor_width, scores.tensor_height)),
-                };
-                state.post.update(&view).map_err(|e| {
-                    gst::element_imp_error!(self, gst::StreamError::Decode, ("bad scores: {e}"));
-                    gst::FlowError::Error
-                })?;
-                state.last_sequence = Some(scores.sequence);
-                Ok(true)
-            }
-            None => {
-                // Async inference leaves the first frames without a result: that is not a
-                // missing ffnetinfer.
-                let upstream = *state.inference_upstream.get_or_insert_with(|| {
-                    let mut q = crate::meta::inference_query();
-                    self.obj().sink_pad().peer_query(&mut q)
-                });
-                if !state.warned_no_scores && !upstream {
-                    state.warned_no_scores = true;
-                    gst::element_imp_warning!(
-                        self,
-                        gst::StreamError::Format,
-                        ("frames arrive without segmentation scores, so they pass unchanged (mask \
-                             modes output black): put ffnetinfer before segpostproc (… ! segpreproc ! \
-                             ffnetinfer model=… ! segpostproc)")
-                    );
-                }
-                Ok(state.post.has_state())
-            }
+    fn update(
+        &self,
+        state: &mut State,
+        buf: &gst::BufferRef,
+        mode: Mode,
+    ) -> Result<bool, gst::FlowError> {
+        let Some(scores) = Scores::from_buffer(buf) else {
+            self.warn_without_scores(state);
+            return Ok(state.post.has_state());
+        };
+        state.seen_scores = true;
+        // Another model (hot swap): its scores do not average with the old model's.
+        if state.model_generation != Some(scores.model_generation) {
+            state.post.reset();
+            state.last_sequence = None;
+            state.model_generation = Some(scores.model_generation);
         }
+        if mode == Mode::Labels && scores.classes > MAX_GRAY8_LABEL + 1 {
+            self.warn_labels_clamped(state, scores.classes);
+        }
+        // The same result riding on several frames (async/interval) is averaged in once.
+        if state.last_sequence == Some(scores.sequence) && state.post.has_state() {
+            return Ok(true);
+        }
+        let map = scores.mapped().map_err(|e| {
+            flow_error(
+                self,
+                gst::error_msg!(gst::StreamError::Decode, ("cannot read the scores: {e}")),
+            )
+        })?;
+        let view = ScoresView {
+            data: map.as_f32(),
+            spec: scores.output_spec(),
+            region: Some((scores.region, scores.tensor_width, scores.tensor_height)),
+        };
+        state
+            .post
+            .update(&view)
+            .map_err(|e| flow_error(self, engine_error("bad scores", &e)))?;
+        state.last_sequence = Some(scores.sequence);
+        Ok(true)
+    }
+
+    /// Frames without scores are normal only while an async ffnetinfer warms up (or
+    /// catches up after a flush); otherwise say once what is wrong.
+    fn warn_without_scores(&self, state: &mut State) {
+        let upstream = *state.upstream.get_or_insert_with(|| {
+            let mut q = meta::inference_query();
+            let inference = self.obj().sink_pad().peer_query(&mut q);
+            Upstream {
+                inference,
+                asynchronous: inference && meta::inference_is_asynchronous(&q),
+            }
+        });
+        let expected = upstream.inference && (upstream.asynchronous || state.seen_scores);
+        if state.warned_no_scores || expected {
+            return;
+        }
+        state.warned_no_scores = true;
+        let text = "frames arrive without segmentation scores, so they pass unchanged (mask modes \
+                    output black): put ffnetinfer before segpostproc (… ! segpreproc ! ffnetinfer \
+                    model=… ! segpostproc), with no element between them that crops or scales \
+                    the frame (such elements drop the scores, which would not match the \
+                    picture any more)";
+        gst::warning!(CAT, imp = self, "{text}");
+        gst::element_imp_warning!(self, gst::StreamError::Format, ("{text}"));
+    }
+
+    fn warn_labels_clamped(&self, state: &mut State, classes: usize) {
+        if state.warned_labels_clamped {
+            return;
+        }
+        state.warned_labels_clamped = true;
+        let text = format!(
+            "the model has {classes} classes but mode=labels writes GRAY8 (0..{MAX_GRAY8_LABEL}): \
+             classes above {MAX_GRAY8_LABEL} are written as {MAX_GRAY8_LABEL}"
+        );
+        gst::warning!(CAT, imp = self, "{text}");
+        gst::element_imp_warning!(self, gst::StreamError::Format, ("{text}"));
     }
 
     fn ensure_state<'a>(
@@ -137,27 +267,91 @@ impl SegPostproc {
     ) -> Result<&'a mut State, gst::FlowError> {
         if guard.is_none() {
             let config = self.settings.lock().unwrap().engine_config();
-            let post = Postprocessor::new(config).map_err(|e| {
-                gst::element_imp_error!(self, gst::LibraryError::Settings, ("{e}"));
-                gst::FlowError::Error
-            })?;
+            let post =
+                Postprocessor::new(config).map_err(|e| flow_error(self, engine_error("", &e)))?;
             *guard = Some(State {
                 post,
                 model_generation: None,
-                inference_upstream: None,
+                upstream: None,
                 background: None,
                 last_sequence: None,
+                seen_scores: false,
                 warned_no_scores: false,
+                warned_labels_clamped: false,
             });
         }
         Ok(guard.as_mut().expect("created above"))
     }
 
-    fn reset(&self) {
+    fn reset(&self, new_stream: bool) {
         if let Some(state) = self.state.lock().unwrap().as_mut() {
             state.post.reset();
             state.last_sequence = None;
+            state.seen_scores = false;
+            if new_stream {
+                state.warned_labels_clamped = false;
+            }
         }
+    }
+
+    fn draw_on_frame(
+        &self,
+        state: &mut State,
+        draw: &Draw,
+        view: &mut ffnetseg::frame::FrameViewMut<'_>,
+    ) -> Result<(), gst::FlowError> {
+        let result = match draw.mode {
+            Mode::Overlay => state.post.render_overlay(view, draw.color, draw.opacity),
+            Mode::BackgroundBlur => state
+                .post
+                .render_background_blur(view, draw.background_blur),
+            Mode::Classes => state.post.render_classes(view, draw.opacity),
+            Mode::BackgroundReplace => {
+                let picture = self.background(&mut state.background, draw)?;
+                state.post.render_background_replace(view, picture)
+            }
+            Mode::Mask | Mode::Alpha | Mode::Labels => {
+                state.post.render_gray(gray_kind(draw.mode), view)
+            }
+        };
+        result.map_err(|e| flow_error(self, engine_error("rendering failed", &e)))
+    }
+
+    /// The background picture of mode=background-replace, loaded when it changed.
+    fn background<'a>(
+        &self,
+        loaded: &'a mut Option<(Arc<str>, Background)>,
+        draw: &Draw,
+    ) -> Result<&'a mut Background, gst::FlowError> {
+        let Some(path) = &draw.background else {
+            return Err(flow_error(
+                self,
+                gst::error_msg!(
+                    gst::LibraryError::Settings,
+                    ("mode=background-replace needs a picture: set background=/path/to/picture.jpg")
+                ),
+            ));
+        };
+        if loaded.as_ref().is_some_and(|(p, _)| !Arc::ptr_eq(p, path)) {
+            // Another picture was set since.
+            *loaded = None;
+        }
+        match loaded {
+            Some((_, picture)) => Ok(picture),
+            None => {
+                let picture = Background::load(Path::new(&**path))
+                    .map_err(|e| flow_error(self, engine_error("", &e)))?;
+                Ok(&mut loaded.insert((path.clone(), picture)).1)
+            }
+        }
+    }
+}
+
+fn gray_kind(mode: Mode) -> GrayKind {
+    match mode {
+        Mode::Alpha => GrayKind::Soft,
+        Mode::Labels => GrayKind::Labels,
+        _ => GrayKind::Mask,
     }
 }
 
@@ -168,103 +362,70 @@ impl ObjectSubclass for SegPostproc {
     type ParentType = gst_video::VideoFilter;
 }
 
-fn validate(name: &str, value: &glib::Value) -> Result<(), String> {
-    match name {
-        "blur" => {
-            let b: u32 = value.get().expect("type checked upstream");
-            if b.is_multiple_of(2) {
-                return Err(format!("blur {b} must be odd (1 = off, 3, 5, …)"));
-            }
-        }
-        "background-blur" => {
-            let b: u32 = value.get().expect("type checked upstream");
-            if b.is_multiple_of(2) {
-                return Err(format!("background-blur {b} must be odd"));
-            }
-        }
-        "classes" => {
-            let v: Option<String> = value.get().expect("type checked upstream");
-            parse_classes(v.as_deref().unwrap_or("")).map_err(|e| e.to_string())?;
-        }
-        "color" => {
-            let v: Option<String> = value.get().expect("type checked upstream");
-            parse_color(v.as_deref().unwrap_or("")).map_err(|e| e.to_string())?;
-        }
-        "background" => {
-            let v: Option<String> = value.get().expect("type checked upstream");
-            if let Some(path) = v.filter(|p| !p.is_empty()) {
-                Background::load(std::path::Path::new(&path)).map_err(|e| e.to_string())?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
 impl ObjectImpl for SegPostproc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
-                glib::ParamSpecEnum::builder_with_default("mode", Mode::Overlay)
+                glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_MODE)
                     .nick("Mode")
-                    .blurb("What to output")
-                    .mutable_ready()
+                    .blurb("What to output. Can change while PLAYING: a change between a mode that keeps the frame format and a GRAY8 mode renegotiates the output caps")
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("smoothing")
                     .nick("Temporal smoothing")
-                    .blurb("Weight a of the newest result in s = a·p + (1−a)·s_prev, per pixel at model resolution; 1 = off")
+                    .blurb("Weight a of the newest result in s = a·p + (1−a)·s_prev, per pixel at model resolution; 1 = off. Can change while PLAYING")
                     .minimum(0.001)
                     .maximum(1.0)
-                    .default_value(0.5)
+                    .default_value(DEFAULT_SMOOTHING)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("threshold")
                     .nick("Threshold")
-                    .blurb("Foreground where the smoothed, upsampled probability is above this")
+                    .blurb("Foreground where the smoothed, upsampled probability is above this. Can change while PLAYING")
                     .minimum(0.0)
                     .maximum(1.0)
-                    .default_value(0.55)
+                    .default_value(DEFAULT_THRESHOLD)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("blur")
                     .nick("Edge blur")
-                    .blurb("Odd box-blur kernel applied to the thresholded mask for soft edges; 1 = off")
+                    .blurb("Odd box-blur kernel applied to the thresholded mask for soft edges; 1 = off. Can change while PLAYING")
                     .minimum(1)
                     .maximum(255)
-                    .default_value(1)
+                    .default_value(DEFAULT_BLUR)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("classes")
                     .nick("Foreground classes")
-                    .blurb("Classes of a multi-class model that count as foreground: Cityscapes names or indices (e.g. person,rider or 11,12)")
+                    .blurb("Classes of a multi-class model that count as foreground: Cityscapes names or indices (e.g. person,rider or 11,12). Can change while PLAYING")
                     .default_value(Some(DEFAULT_CLASSES))
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("color")
                     .nick("Overlay colour")
-                    .blurb("Overlay colour as #RRGGBB, r,g,b or a name (green, red, …)")
-                    .default_value(Some("#00ff00"))
+                    .blurb("Overlay colour as #RRGGBB, r,g,b or a name (green, red, …). Can change while PLAYING")
+                    .default_value(Some(DEFAULT_COLOR))
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("opacity")
                     .nick("Opacity")
-                    .blurb("Opacity o of the overlay and class colours")
+                    .blurb("Opacity o of the overlay and class colours. Can change while PLAYING")
                     .minimum(0.0)
                     .maximum(1.0)
-                    .default_value(0.5)
+                    .default_value(DEFAULT_OPACITY)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("background")
                     .nick("Background picture")
-                    .blurb("Picture file (PNG, JPEG, …) put behind the foreground in mode=background-replace, stretched to the frame")
+                    .blurb("Picture file (PNG, JPEG, …) put behind the foreground in mode=background-replace, stretched to the frame. Can change while PLAYING")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("background-blur")
                     .nick("Background blur size")
-                    .blurb("Odd box-blur kernel (in frame pixels) for mode=background-blur")
+                    .blurb("Odd box-blur kernel (in frame pixels) for mode=background-blur. Can change while PLAYING")
                     .minimum(3)
                     .maximum(1023)
-                    .default_value(41)
+                    .default_value(DEFAULT_BACKGROUND_BLUR)
                     .mutable_playing()
                     .build(),
             ]
@@ -273,43 +434,31 @@ impl ObjectImpl for SegPostproc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        if let Err(e) = validate(pspec.name(), value) {
-            glib::g_warning!("segpostproc", "{e}; keeping the previous value");
+        let name = pspec.name();
+        let mut s = self.settings.lock().unwrap();
+        let old_mode = s.mode;
+        if let Err(e) = s.apply(name, value) {
+            drop(s);
+            let old = self.property(0, pspec);
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{e}; keeping the previous value ({name}={old:?})"
+            );
             return;
         }
-        let mut s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "mode" => s.mode = value.get().expect("type checked upstream"),
-            "smoothing" => s.smoothing = value.get().expect("type checked upstream"),
-            "threshold" => s.threshold = value.get().expect("type checked upstream"),
-            "blur" => s.blur = value.get().expect("type checked upstream"),
-            "classes" => {
-                s.classes = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .unwrap_or_default()
-            }
-            "color" => {
-                s.color = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .unwrap_or_default()
-            }
-            "opacity" => s.opacity = value.get().expect("type checked upstream"),
-            "background-blur" => s.background_blur = value.get().expect("type checked upstream"),
-            "background" => {
-                s.background = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .filter(|p| !p.is_empty())
-            }
-            other => unreachable!("unknown property {other}"),
-        }
-        let config = s.engine_config();
+        let (config, mode) = (s.engine_config(), s.mode);
         drop(s);
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
-            // Valid by construction (validated above and by the param spec ranges).
-            let _ = state.post.set_config(config);
+        gst::info!(CAT, imp = self, "{name} set to {value:?}");
+        if let Some(state) = self.state.lock().unwrap().as_mut()
+            && let Err(e) = state.post.set_config(config)
+        {
+            gst::warning!(CAT, imp = self, "{name}: {e}");
+        }
+        if mode != old_mode {
+            // The output format may change (GRAY8 ↔ the input's): negotiate again before
+            // the next frame.
+            self.obj().reconfigure_src();
         }
     }
 
@@ -320,12 +469,15 @@ impl ObjectImpl for SegPostproc {
             "smoothing" => s.smoothing.to_value(),
             "threshold" => s.threshold.to_value(),
             "blur" => s.blur.to_value(),
-            "classes" => s.classes.to_value(),
-            "color" => s.color.to_value(),
+            "classes" => s.classes_text.to_value(),
+            "color" => s.color_text.to_value(),
             "opacity" => s.opacity.to_value(),
             "background-blur" => s.background_blur.to_value(),
-            "background" => s.background.to_value(),
-            other => unreachable!("unknown property {other}"),
+            "background" => s.background.as_deref().to_value(),
+            other => {
+                gst::error!(CAT, imp = self, "unknown property {other}");
+                pspec.default_value().clone()
+            }
         }
     }
 }
@@ -353,6 +505,28 @@ impl ElementImpl for SegPostproc {
     }
 }
 
+/// GRAY8 caps of the same size (sink → src), or any supported format (src → sink).
+fn gray_caps(direction: gst::PadDirection, caps: &gst::Caps) -> gst::Caps {
+    let mut out = gst::Caps::new_empty();
+    {
+        let out = out.get_mut().expect("new caps are writable");
+        for s in caps.iter() {
+            let mut s = s.to_owned();
+            if direction == gst::PadDirection::Sink {
+                s.set("format", "GRAY8");
+            } else {
+                s.set(
+                    "format",
+                    gst::List::new(video::supported_formats().iter().map(|f| f.to_str())),
+                );
+            }
+            s.remove_fields(["colorimetry", "chroma-site"]);
+            out.append_structure(s);
+        }
+    }
+    out
+}
+
 impl BaseTransformImpl for SegPostproc {
     const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::Both;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
@@ -366,24 +540,7 @@ impl BaseTransformImpl for SegPostproc {
     ) -> Option<gst::Caps> {
         let mode = self.settings.lock().unwrap().mode;
         let out = if mode.outputs_gray() {
-            let mut out = gst::Caps::new_empty();
-            {
-                let out = out.get_mut().expect("new caps are writable");
-                for s in caps.iter() {
-                    let mut s = s.to_owned();
-                    if direction == gst::PadDirection::Sink {
-                        s.set("format", "GRAY8");
-                    } else {
-                        s.set(
-                            "format",
-                            gst::List::new(video::supported_formats().iter().map(|f| f.to_str())),
-                        );
-                    }
-                    s.remove_fields(["colorimetry", "chroma-site"]);
-                    out.append_structure(s);
-                }
-            }
-            out
+            gray_caps(direction, caps)
         } else {
             caps.clone()
         };
@@ -398,15 +555,25 @@ impl BaseTransformImpl for SegPostproc {
         }
     }
 
+    fn transform_meta<'a>(
+        &self,
+        outbuf: &mut gst::BufferRef,
+        meta: gst::MetaRef<'a, gst::Meta>,
+        inbuf: &'a gst::BufferRef,
+    ) -> bool {
+        // A GRAY8 frame shows the same picture at the same size: the scores still fit it.
+        meta::is_ours(&meta) || self.parent_transform_meta(outbuf, meta, inbuf)
+    }
+
     fn sink_event(&self, event: gst::Event) -> bool {
         // A new segment of time, a flush or the end: an average over frames from before
         // means nothing after.
         match event.view() {
+            gst::EventView::StreamStart(_) => self.reset(true),
             gst::EventView::FlushStop(_)
             | gst::EventView::Eos(_)
-            | gst::EventView::StreamStart(_)
             | gst::EventView::Segment(_)
-            | gst::EventView::Caps(_) => self.reset(),
+            | gst::EventView::Caps(_) => self.reset(false),
             _ => {}
         }
         self.parent_sink_event(event)
@@ -426,9 +593,10 @@ impl VideoFilterImpl for SegPostproc {
         outcaps: &gst::Caps,
         out_info: &gst_video::VideoInfo,
     ) -> Result<(), gst::LoggableError> {
-        // Drawing modes write into the frame itself; mask modes make a new GRAY8 frame.
-        let mode = self.settings.lock().unwrap().mode;
-        self.obj().set_in_place(!mode.outputs_gray());
+        // The negotiated caps decide, not the property alone: the same format is drawn in
+        // place (a GRAY8 input in a GRAY8 mode too), GRAY8 from another format is a new frame.
+        self.obj()
+            .set_in_place(in_info.format() == out_info.format());
         self.parent_set_info(incaps, in_info, outcaps, out_info)
     }
 
@@ -436,56 +604,29 @@ impl VideoFilterImpl for SegPostproc {
         &self,
         frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings.lock().unwrap().clone();
+        let draw = self.settings.lock().unwrap().draw();
         let mut guard = self.state.lock().unwrap();
         let state = self.ensure_state(&mut guard)?;
-        if !self.update(state, frame.buffer())? {
+        let have = self.update(state, frame.buffer(), draw.mode)?;
+        if draw.mode.outputs_gray() && frame.format() != gst_video::VideoFormat::Gray8 {
+            // The mode just changed to a GRAY8 one; the caps follow from the next frame.
+            gst::debug!(
+                CAT,
+                imp = self,
+                "mode changed, renegotiating: frame passes unchanged"
+            );
             return Ok(gst::FlowSuccess::Ok);
         }
-        let mut view = video::frame_view_mut(frame).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
-            gst::FlowError::Error
-        })?;
-        let result = match settings.mode {
-            Mode::Overlay => {
-                let color = parse_color(&settings.color).expect("validated in set_property");
-                state
-                    .post
-                    .render_overlay(&mut view, color, settings.opacity as f32)
+        let mut view =
+            video::frame_view_mut(frame).map_err(|e| flow_error(self, engine_error("", &e)))?;
+        if have {
+            self.draw_on_frame(state, &draw, &mut view)?;
+        } else if draw.mode.outputs_gray() {
+            // A GRAY8 mode on a GRAY8 input: "nothing found" rather than the input picture.
+            for (data, _) in view.planes.iter_mut() {
+                data.fill(0);
             }
-            Mode::BackgroundBlur => state
-                .post
-                .render_background_blur(&mut view, settings.background_blur as usize),
-            Mode::Classes => state
-                .post
-                .render_classes(&mut view, settings.opacity as f32),
-            Mode::BackgroundReplace => {
-                let Some(path) = settings.background.clone() else {
-                    gst::element_imp_error!(
-                        self,
-                        gst::LibraryError::Settings,
-                        ("mode=background-replace needs a picture: set background=/path/to/picture.jpg")
-                    );
-                    return Err(gst::FlowError::Error);
-                };
-                if state.background.as_ref().is_none_or(|(p, _)| *p != path) {
-                    let picture = Background::load(std::path::Path::new(&path)).map_err(|e| {
-                        gst::element_imp_error!(self, gst::ResourceError::OpenRead, ("{e}"));
-                        gst::FlowError::Error
-                    })?;
-                    state.background = Some((path, picture));
-                }
-                let (_, picture) = state.background.as_mut().expect("loaded above");
-                state.post.render_background_replace(&mut view, picture)
-            }
-            Mode::Mask | Mode::Alpha | Mode::Labels => {
-                unreachable!("gray modes negotiate GRAY8 output and use transform_frame")
-            }
-        };
-        result.map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ("rendering failed: {e}"));
-            gst::FlowError::Error
-        })?;
+        }
         Ok(gst::FlowSuccess::Ok)
     }
 
@@ -497,11 +638,9 @@ impl VideoFilterImpl for SegPostproc {
         let mode = self.settings.lock().unwrap().mode;
         let mut guard = self.state.lock().unwrap();
         let state = self.ensure_state(&mut guard)?;
-        let have = self.update(state, inframe.buffer())?;
-        let mut view = video::frame_view_mut(outframe).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
-            gst::FlowError::Error
-        })?;
+        let have = self.update(state, inframe.buffer(), mode)?;
+        let mut view =
+            video::frame_view_mut(outframe).map_err(|e| flow_error(self, engine_error("", &e)))?;
         if !have {
             // No result yet: an honest "nothing found" rather than stale memory.
             for (data, _) in view.planes.iter_mut() {
@@ -509,23 +648,12 @@ impl VideoFilterImpl for SegPostproc {
             }
             return Ok(gst::FlowSuccess::Ok);
         }
-        let kind = match mode {
-            Mode::Mask => GrayKind::Mask,
-            Mode::Alpha => GrayKind::Soft,
-            Mode::Labels => GrayKind::Labels,
-            other => {
-                gst::element_imp_error!(
-                    self,
-                    gst::CoreError::Negotiation,
-                    ("mode {other:?} cannot produce a new frame")
-                );
-                return Err(gst::FlowError::NotNegotiated);
-            }
-        };
-        state.post.render_gray(kind, &mut view).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ("rendering failed: {e}"));
-            gst::FlowError::Error
-        })?;
+        // A drawing mode here means the mode just changed and the caps follow from the next
+        // frame; until then this GRAY8 output shows the mask.
+        state
+            .post
+            .render_gray(gray_kind(mode), &mut view)
+            .map_err(|e| flow_error(self, engine_error("rendering failed", &e)))?;
         Ok(gst::FlowSuccess::Ok)
     }
 }

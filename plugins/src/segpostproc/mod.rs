@@ -4,6 +4,21 @@
 use gst::glib;
 use gst::prelude::*;
 
+/**
+ * SECTION:element-segpostproc
+ * @see_also: segpreproc, ffnetinfer
+ *
+ * Turns the scores ffnetinfer attached to each frame into what the user sees. The scores
+ * are smoothed over time at model resolution, upsampled to the frame, thresholded and
+ * optionally blurred; `mode` then tints the foreground (overlay), blurs or replaces the
+ * background, colours every pixel by its class (these keep the input format), or outputs
+ * a GRAY8 mask, alpha matte or label map. Changing `mode` while playing renegotiates.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 v4l2src ! videoconvert ! segpreproc ! ffnetinfer model=models/selfie_segmentation.onnx mode=async ! segpostproc mode=background-blur ! videoconvert ! autovideosink
+ * ]|
+ */
 mod imp;
 
 glib::wrapper! {
@@ -59,6 +74,7 @@ impl Mode {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    Mode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "segpostproc",

@@ -12,6 +12,7 @@ use ffnetseg::preprocess::{
 use ffnetseg::tensor::{DType, Layout, TensorSpec};
 
 use super::{InterpolationChoice, LayoutChoice, ResizeChoice};
+use crate::error::{engine_error, flow_error};
 use crate::meta::{self, InputTensor};
 use crate::video;
 
@@ -23,7 +24,20 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-#[derive(Debug, Clone)]
+/// 0 = ask the downstream ffnetinfer.
+const DEFAULT_WIDTH: u32 = 0;
+const DEFAULT_HEIGHT: u32 = 0;
+const MAX_SIZE: u32 = 16384;
+const DEFAULT_LAYOUT: LayoutChoice = LayoutChoice::Auto;
+const DEFAULT_SCALE: f64 = 1.0 / 255.0;
+const DEFAULT_RESIZE: ResizeChoice = ResizeChoice::Stretch;
+const DEFAULT_INTERPOLATION: InterpolationChoice = InterpolationChoice::Linear;
+
+/// Said in the blurbs: every property applies from the next frame.
+const PLAYING_NOTE: &str = "Can change while PLAYING: the next frame's tensor is made with it";
+
+/// Copied out of the mutex once per frame (all fields are plain values).
+#[derive(Debug, Clone, Copy)]
 struct Settings {
     width: u32,
     height: u32,
@@ -38,22 +52,49 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            width: 0,
-            height: 0,
-            layout: LayoutChoice::Auto,
-            scale: 1.0 / 255.0,
+            width: DEFAULT_WIDTH,
+            height: DEFAULT_HEIGHT,
+            layout: DEFAULT_LAYOUT,
+            scale: DEFAULT_SCALE,
             mean: None,
             std: None,
-            resize: ResizeChoice::Stretch,
-            interpolation: InterpolationChoice::Linear,
+            resize: DEFAULT_RESIZE,
+            interpolation: DEFAULT_INTERPOLATION,
         }
+    }
+}
+
+impl Settings {
+    /// Whether the properties (not the model's answer) shape the tensor.
+    fn overrides(&self) -> bool {
+        self.width > 0 || self.height > 0 || self.layout != LayoutChoice::Auto
+    }
+
+    fn normalization(&self) -> Normalization {
+        Normalization {
+            scale: self.scale as f32,
+            mean: self.mean.unwrap_or([0.0; 3]),
+            std: self.std.unwrap_or([1.0; 3]),
+        }
+    }
+}
+
+struct Converter {
+    preprocessor: Preprocessor,
+    pool: gst::BufferPool,
+    overridden: bool,
+}
+
+impl Drop for Converter {
+    fn drop(&mut self) {
+        let _ = self.pool.set_active(false);
     }
 }
 
 struct State {
     info: gst_video::VideoInfo,
-    preprocessor: Option<Preprocessor>,
-    pool: Option<gst::BufferPool>,
+    /// Built at the first frame and after anything it depends on changed.
+    converter: Option<Converter>,
 }
 
 #[derive(Default)]
@@ -81,16 +122,30 @@ fn format_triplet(v: Option<[f32; 3]>) -> String {
         .unwrap_or_default()
 }
 
+fn resize_mode(c: ResizeChoice) -> ResizeMode {
+    match c {
+        ResizeChoice::Stretch => ResizeMode::Stretch,
+        ResizeChoice::Letterbox => ResizeMode::Letterbox,
+    }
+}
+
+fn interpolation(c: InterpolationChoice) -> Interpolation {
+    match c {
+        InterpolationChoice::Nearest => Interpolation::Nearest,
+        InterpolationChoice::Linear => Interpolation::Linear,
+        InterpolationChoice::Area => Interpolation::Area,
+        InterpolationChoice::Cubic => Interpolation::Cubic,
+    }
+}
+
 impl SegPreproc {
     /// Asks downstream (ffnetinfer) for the model's input; properties override.
     fn resolve_target(&self, settings: &Settings) -> Result<TensorSpec, gst::ErrorMessage> {
         let mut query = meta::contract_query();
         let answered = self.obj().src_pad().peer_query(&mut query);
-        let from_model = if answered {
-            meta::read_contract_answer(&query)
-        } else {
-            None
-        };
+        let from_model = answered
+            .then(|| meta::read_contract_answer(&query))
+            .flatten();
         gst::debug!(
             CAT,
             imp = self,
@@ -98,23 +153,21 @@ impl SegPreproc {
         );
         let mut spec = match from_model {
             Some(s) => s,
-            None => {
-                if settings.width == 0 || settings.height == 0 {
-                    return Err(gst::error_msg!(
-                        gst::CoreError::Negotiation,
-                        ("segpreproc does not know the model's input size: link it directly to \
-                             ffnetinfer (which reports it) or set the width and height properties")
-                    ));
-                }
-                TensorSpec {
-                    width: 0,
-                    height: 0,
-                    channels: 3,
-                    layout: Layout::Nchw,
-                    dtype: DType::F32,
-                    quantization: None,
-                }
+            None if settings.width == 0 || settings.height == 0 => {
+                return Err(gst::error_msg!(
+                    gst::CoreError::Negotiation,
+                    ("segpreproc does not know the model's input size: link it directly to \
+                      ffnetinfer (which reports it) or set the width and height properties")
+                ));
             }
+            None => TensorSpec {
+                width: 0,
+                height: 0,
+                channels: 3,
+                layout: Layout::Nchw,
+                dtype: DType::F32,
+                quantization: None,
+            },
         };
         if settings.width > 0 {
             spec.width = settings.width as usize;
@@ -126,7 +179,7 @@ impl SegPreproc {
             return Err(gst::error_msg!(
                 gst::CoreError::Negotiation,
                 ("the model's input height and width are dynamic: set segpreproc's width and \
-                     height properties to the size the model should run at (e.g. width=512 height=512)")
+                  height properties to the size the model should run at (e.g. width=512 height=512)")
             ));
         }
         match settings.layout {
@@ -137,46 +190,110 @@ impl SegPreproc {
         Ok(spec)
     }
 
-    fn make_preprocessor(
-        &self,
-        settings: &Settings,
-        target: TensorSpec,
-    ) -> Result<Preprocessor, gst::ErrorMessage> {
+    /// The preprocessor and its tensor pool for the current settings and model.
+    fn make_converter(&self, settings: &Settings) -> Result<Converter, gst::FlowError> {
+        let target = self.resolve_target(settings).map_err(|e| {
+            self.post_error_message(e);
+            gst::FlowError::NotNegotiated
+        })?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "producing {}×{} {} {} tensors",
+            target.width,
+            target.height,
+            target.layout.as_str(),
+            target.dtype.as_str()
+        );
         let config = PreprocessConfig {
             target,
-            normalization: Normalization {
-                scale: settings.scale as f32,
-                mean: settings.mean.unwrap_or([0.0; 3]),
-                std: settings.std.unwrap_or([1.0; 3]),
-            },
-            resize: match settings.resize {
-                ResizeChoice::Stretch => ResizeMode::Stretch,
-                ResizeChoice::Letterbox => ResizeMode::Letterbox,
-            },
-            interpolation: match settings.interpolation {
-                InterpolationChoice::Nearest => Interpolation::Nearest,
-                InterpolationChoice::Linear => Interpolation::Linear,
-                InterpolationChoice::Area => Interpolation::Area,
-                InterpolationChoice::Cubic => Interpolation::Cubic,
-            },
+            normalization: settings.normalization(),
+            resize: resize_mode(settings.resize),
+            interpolation: interpolation(settings.interpolation),
         };
-        Preprocessor::new(config)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("segpreproc: {e}")))
-    }
-
-    fn tensor_pool(size: usize) -> Result<gst::BufferPool, gst::ErrorMessage> {
+        let preprocessor = Preprocessor::new(config)
+            .map_err(|e| flow_error(self, engine_error("segpreproc", &e)))?;
         let pool = gst::BufferPool::new();
-        let mut config = pool.config();
-        config.set_params(None, size as u32, 2, 0);
-        pool.set_config(config)
+        let mut pc = pool.config();
+        pc.set_params(None, target.byte_size() as u32, 2, 0);
+        pool.set_config(pc)
             .and_then(|_| pool.set_active(true))
             .map_err(|e| {
-                gst::error_msg!(
-                    gst::ResourceError::NoSpaceLeft,
-                    ("cannot allocate tensor buffers: {e}")
+                flow_error(
+                    self,
+                    gst::error_msg!(
+                        gst::ResourceError::NoSpaceLeft,
+                        ("cannot allocate tensor buffers: {e}")
+                    ),
                 )
             })?;
-        Ok(pool)
+        Ok(Converter {
+            preprocessor,
+            pool,
+            overridden: settings.overrides(),
+        })
+    }
+
+    /// Makes this frame's tensor.
+    fn make_tensor(
+        &self,
+        info: &gst_video::VideoInfo,
+        converter: &mut Converter,
+        buf: &gst::BufferRef,
+    ) -> Result<InputTensor, gst::FlowError> {
+        let spec = converter.preprocessor.config().target;
+        let mut tensor = converter.pool.acquire_buffer(None).map_err(|e| match e {
+            gst::FlowError::Flushing => e,
+            _ => flow_error(
+                self,
+                gst::error_msg!(gst::ResourceError::Failed, ("no tensor buffer: {e:?}")),
+            ),
+        })?;
+        let frame =
+            gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
+                flow_error(
+                    self,
+                    gst::error_msg!(
+                        gst::StreamError::Format,
+                        ("cannot map the frame for reading")
+                    ),
+                )
+            })?;
+        let view = video::frame_view(&frame).map_err(|e| flow_error(self, engine_error("", &e)))?;
+        let region = {
+            let tensor_ref = tensor.get_mut().ok_or_else(|| {
+                flow_error(
+                    self,
+                    gst::error_msg!(gst::CoreError::Failed, ("a pooled tensor buffer is shared")),
+                )
+            })?;
+            let mut map = tensor_ref.map_writable().map_err(|_| {
+                flow_error(
+                    self,
+                    gst::error_msg!(
+                        gst::ResourceError::Write,
+                        ("cannot map the tensor for writing")
+                    ),
+                )
+            })?;
+            converter
+                .preprocessor
+                .run(&view, map.as_mut_slice())
+                .map_err(|e| flow_error(self, engine_error("pre-processing failed", &e)))?
+        };
+        Ok(InputTensor {
+            tensor,
+            spec,
+            region,
+            overridden: converter.overridden,
+        })
+    }
+
+    /// The next frame rebuilds the preprocessor (settings or model changed).
+    fn rebuild(&self) {
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.converter = None;
+        }
     }
 }
 
@@ -190,51 +307,54 @@ impl ObjectSubclass for SegPreproc {
 impl ObjectImpl for SegPreproc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let blurb = |text: &str| format!("{text}. {PLAYING_NOTE}");
             vec![
                 glib::ParamSpecUInt::builder("width")
                     .nick("Tensor width")
-                    .blurb("Model input width in pixels; 0 = ask the downstream ffnetinfer")
-                    .maximum(16384)
-                    .mutable_ready()
+                    .blurb(&blurb("Model input width in pixels; 0 = ask the downstream ffnetinfer"))
+                    .maximum(MAX_SIZE)
+                    .default_value(DEFAULT_WIDTH)
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("height")
                     .nick("Tensor height")
-                    .blurb("Model input height in pixels; 0 = ask the downstream ffnetinfer")
-                    .maximum(16384)
-                    .mutable_ready()
+                    .blurb(&blurb("Model input height in pixels; 0 = ask the downstream ffnetinfer"))
+                    .maximum(MAX_SIZE)
+                    .default_value(DEFAULT_HEIGHT)
+                    .mutable_playing()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("layout", LayoutChoice::Auto)
+                glib::ParamSpecEnum::builder_with_default("layout", DEFAULT_LAYOUT)
                     .nick("Tensor layout")
-                    .blurb("Memory order of the tensor; auto = what the model's input has")
-                    .mutable_ready()
+                    .blurb(&blurb("Memory order of the tensor; auto = what the model's input has"))
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("scale")
                     .nick("Scale")
-                    .blurb("Pixel values (0..255) are multiplied by this before mean/std (1/255 gives [0,1])")
+                    .blurb(&blurb("Pixel values (0..255) are multiplied by this before mean/std (1/255 gives [0,1])"))
                     .minimum(-1e6)
                     .maximum(1e6)
-                    .default_value(1.0 / 255.0)
-                    .mutable_ready()
+                    .default_value(DEFAULT_SCALE)
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("mean")
                     .nick("Mean")
-                    .blurb("Per-channel R,G,B mean subtracted after scaling, e.g. 0.485,0.456,0.406; empty = none (FFNet normalizes inside the model)")
-                    .mutable_ready()
+                    .blurb(&blurb("Per-channel R,G,B mean subtracted after scaling, e.g. 0.485,0.456,0.406; empty = none (FFNet normalizes inside the model)"))
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("std")
                     .nick("Standard deviation")
-                    .blurb("Per-channel R,G,B divisor applied after the mean, e.g. 0.229,0.224,0.225; empty = none")
-                    .mutable_ready()
+                    .blurb(&blurb("Per-channel R,G,B divisor applied after the mean, e.g. 0.229,0.224,0.225; empty = none"))
+                    .mutable_playing()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("resize", ResizeChoice::Stretch)
+                glib::ParamSpecEnum::builder_with_default("resize", DEFAULT_RESIZE)
                     .nick("Resize mode")
-                    .blurb("How the frame is fitted into the model's input")
-                    .mutable_ready()
+                    .blurb(&blurb("How the frame is fitted into the model's input"))
+                    .mutable_playing()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("interpolation", InterpolationChoice::Linear)
+                glib::ParamSpecEnum::builder_with_default("interpolation", DEFAULT_INTERPOLATION)
                     .nick("Interpolation")
-                    .blurb("Resampling used to reach the model's input size")
-                    .mutable_ready()
+                    .blurb(&blurb("Resampling used to reach the model's input size"))
+                    .mutable_playing()
                     .build(),
             ]
         });
@@ -242,32 +362,48 @@ impl ObjectImpl for SegPreproc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "width" => s.width = value.get().expect("type checked upstream"),
-            "height" => s.height = value.get().expect("type checked upstream"),
-            "layout" => s.layout = value.get().expect("type checked upstream"),
-            "scale" => s.scale = value.get().expect("type checked upstream"),
-            "resize" => s.resize = value.get().expect("type checked upstream"),
-            "interpolation" => s.interpolation = value.get().expect("type checked upstream"),
-            name @ ("mean" | "std") => {
-                let text: Option<String> = value.get().expect("type checked upstream");
-                match parse_triplet(text.as_deref().unwrap_or("")) {
-                    Ok(v) if name == "std" && v.is_some_and(|v| v.contains(&0.0)) => {
-                        glib::g_warning!(
-                            "segpreproc",
-                            "std must not contain 0; keeping the previous value"
-                        );
-                    }
-                    Ok(v) if name == "mean" => s.mean = v,
-                    Ok(v) => s.std = v,
-                    Err(e) => {
-                        glib::g_warning!("segpreproc", "{name}: {e}; keeping the previous value")
+        let name = pspec.name();
+        {
+            let mut s = self.settings.lock().unwrap();
+            match name {
+                "width" => s.width = value.get().expect("type checked upstream"),
+                "height" => s.height = value.get().expect("type checked upstream"),
+                "layout" => s.layout = value.get().expect("type checked upstream"),
+                "scale" => s.scale = value.get().expect("type checked upstream"),
+                "resize" => s.resize = value.get().expect("type checked upstream"),
+                "interpolation" => s.interpolation = value.get().expect("type checked upstream"),
+                "mean" | "std" => {
+                    let text: Option<String> = value.get().expect("type checked upstream");
+                    let old = format_triplet(if name == "mean" { s.mean } else { s.std });
+                    match parse_triplet(text.as_deref().unwrap_or("")) {
+                        Ok(v) if name == "std" && v.is_some_and(|v| v.contains(&0.0)) => {
+                            gst::warning!(
+                                CAT,
+                                imp = self,
+                                "std must not contain 0 (it divides); keeping the previous value '{old}'"
+                            );
+                            return;
+                        }
+                        Ok(v) if name == "mean" => s.mean = v,
+                        Ok(v) => s.std = v,
+                        Err(e) => {
+                            gst::warning!(
+                                CAT,
+                                imp = self,
+                                "{name}: {e}; keeping the previous value '{old}'"
+                            );
+                            return;
+                        }
                     }
                 }
+                other => {
+                    gst::error!(CAT, imp = self, "unknown property {other}");
+                    return;
+                }
             }
-            other => unreachable!("unknown property {other}"),
         }
+        gst::info!(CAT, imp = self, "{name} set to {value:?}");
+        self.rebuild();
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
@@ -281,7 +417,10 @@ impl ObjectImpl for SegPreproc {
             "std" => format_triplet(s.std).to_value(),
             "resize" => s.resize.to_value(),
             "interpolation" => s.interpolation.to_value(),
-            other => unreachable!("unknown property {other}"),
+            other => {
+                gst::error!(CAT, imp = self, "unknown property {other}");
+                pspec.default_value().clone()
+            }
         }
     }
 }
@@ -322,124 +461,46 @@ impl BaseTransformImpl for SegPreproc {
         // The tensor is (re)built on the next frame: the model may also have changed.
         *self.state.lock().unwrap() = Some(State {
             info,
-            preprocessor: None,
-            pool: None,
+            converter: None,
         });
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        if let Some(State {
-            pool: Some(pool), ..
-        }) = self.state.lock().unwrap().take()
-        {
-            let _ = pool.set_active(false);
-        }
+        *self.state.lock().unwrap() = None;
         Ok(())
     }
 
     fn src_event(&self, event: gst::Event) -> bool {
         if let gst::EventView::Reconfigure(_) = event.view() {
             // A new downstream, or ffnetinfer with a new model, may want another tensor.
-            if let Some(state) = self.state.lock().unwrap().as_mut() {
-                state.preprocessor = None;
-            }
+            self.rebuild();
         }
         self.parent_src_event(event)
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = *self.settings.lock().unwrap();
         let mut guard = self.state.lock().unwrap();
-        let state = guard.as_mut().ok_or_else(|| {
-            gst::element_imp_error!(
-                self,
+        let Some(state) = guard.as_mut() else {
+            self.post_error_message(gst::error_msg!(
                 gst::CoreError::Negotiation,
                 ("no caps before the first frame")
-            );
-            gst::FlowError::NotNegotiated
-        })?;
-        if state.preprocessor.is_none() {
-            let target = self.resolve_target(&settings).map_err(|e| {
-                self.post_error_message(e);
-                gst::FlowError::NotNegotiated
-            })?;
-            gst::info!(
-                CAT,
-                imp = self,
-                "producing {}×{} {} {} tensors",
-                target.width,
-                target.height,
-                target.layout.as_str(),
-                target.dtype.as_str()
-            );
-            let pre = self.make_preprocessor(&settings, target).map_err(|e| {
-                self.post_error_message(e);
-                gst::FlowError::Error
-            })?;
-            if let Some(old) = state.pool.take() {
-                let _ = old.set_active(false);
-            }
-            state.pool = Some(Self::tensor_pool(target.byte_size()).map_err(|e| {
-                self.post_error_message(e);
-                gst::FlowError::Error
-            })?);
-            state.preprocessor = Some(pre);
-        }
-        let pre = state.preprocessor.as_mut().expect("created above");
-        let target = pre.config().target;
-        let mut tensor = state
-            .pool
-            .as_ref()
-            .expect("created with the preprocessor")
-            .acquire_buffer(None)?;
-        let region = {
-            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &state.info)
-                .map_err(|_| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Format,
-                        ("cannot map the frame for reading")
-                    );
-                    gst::FlowError::Error
-                })?;
-            let view = video::frame_view(&frame).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
-                gst::FlowError::Error
-            })?;
-            let tensor_ref = tensor.get_mut().expect("a fresh pool buffer is writable");
-            let mut map = tensor_ref
-                .map_writable()
-                .map_err(|_| gst::FlowError::Error)?;
-            pre.run(&view, map.as_mut_slice()).map_err(|e| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Failed,
-                    ("pre-processing failed: {e}")
-                );
-                gst::FlowError::Error
-            })?
+            ));
+            return Err(gst::FlowError::NotNegotiated);
         };
-        InputTensor {
-            tensor,
-            spec: target,
-            region,
-        }
-        .attach(buf)
-        .map_err(|e| {
-            gst::element_imp_error!(
+        let converter = match &mut state.converter {
+            Some(c) => c,
+            slot => slot.insert(self.make_converter(&settings)?),
+        };
+        let tensor = self.make_tensor(&state.info, converter, buf)?;
+        drop(guard);
+        tensor.attach(buf).map_err(|e| {
+            flow_error(
                 self,
-                gst::CoreError::Failed,
-                ("cannot attach the tensor: {e}")
-            );
-            gst::FlowError::Error
+                gst::error_msg!(gst::CoreError::Failed, ("cannot attach the tensor: {e}")),
+            )
         })?;
         Ok(gst::FlowSuccess::Ok)
-    }
-}
-
-impl SegPreproc {
-    fn post_error_message(&self, e: gst::ErrorMessage) {
-        self.obj().post_error_message(e);
     }
 }

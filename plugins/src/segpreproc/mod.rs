@@ -4,6 +4,21 @@
 use gst::glib;
 use gst::prelude::*;
 
+/**
+ * SECTION:element-segpreproc
+ * @see_also: ffnetinfer, segpostproc
+ *
+ * Converts each frame (RGB, BGR, RGBx, NV12, I420, YUY2, GRAY8, …, any stride) into the
+ * input tensor of the segmentation model of the ffnetinfer that follows it: resize
+ * (stretch or letterbox), colour conversion and normalization, in the layout and data type
+ * the model wants (it asks ffnetinfer). The tensor rides on the frame as metadata; the
+ * frame itself passes through unchanged. Each ffnetinfer needs its own segpreproc.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 videotestsrc ! segpreproc ! ffnetinfer model=models/selfie_segmentation.onnx ! segpostproc mode=mask ! videoconvert ! autovideosink
+ * ]|
+ */
 mod imp;
 
 glib::wrapper! {
@@ -56,6 +71,9 @@ pub enum InterpolationChoice {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    LayoutChoice::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    ResizeChoice::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    InterpolationChoice::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "segpreproc",
