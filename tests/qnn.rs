@@ -488,3 +488,42 @@ fn qnn_htp_library() -> std::path::PathBuf {
     std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
         .join(".local/lib/ffnetseg/qnn/libQnnHtp.so")
 }
+
+#[test]
+fn quantized_io_selfie_model_runs_wholly_on_the_htp_simulator_and_its_masks_match_the_cpu() {
+    // The shipped NPU variant (W8A16, integer input and output) through the three elements
+    // with CPU fallback forbidden: ffnetinfer must report qnn, and the masks must agree with
+    // the same model on the CPU provider. Three small real frames (the simulator is slow).
+    init();
+    assert_qnn_wheel();
+    let model = model("selfie_segmentation_w8a16_qio.onnx");
+    let masks = |provider: &str| {
+        let launch = format!(
+            "filesrc location={} ! avidemux ! avdec_msmpeg4 direct-rendering=false ! \
+             videoscale ! video/x-raw,width=320,height=240 ! segpreproc ! \
+             ffnetinfer name=infer provider={provider} disable-cpu-fallback={} model={model} ! \
+             segpostproc mode=mask smoothing=1 ! appsink name=sink",
+            media("vtest.avi"),
+            provider != "cpu",
+        );
+        let samples = collect_samples(&launch, 3);
+        assert_eq!(samples.len(), 3, "{provider}: three masks");
+        for s in &samples {
+            // The scores meta rides on segpostproc's mask and names where they were made.
+            let scores = Scores::from_buffer(s.buffer().unwrap()).expect("scores on the mask");
+            assert_eq!(
+                scores.provider, provider,
+                "the model ran on {}",
+                scores.provider
+            );
+        }
+        samples.iter().map(gray_from_sample).collect::<Vec<_>>()
+    };
+    let on_qnn = masks("qnn");
+    let on_cpu = masks("cpu");
+    for (i, (q, c)) in on_qnn.iter().zip(&on_cpu).enumerate() {
+        let (agree, iou) = agreement_and_iou(q, c);
+        eprintln!("frame {i}: QNN (HTP simulator) vs CPU mask agreement {agree:.5}, IoU {iou:.4}");
+        assert!(agree >= 0.999, "frame {i}: masks agree on only {agree}");
+    }
+}

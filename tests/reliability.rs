@@ -227,6 +227,24 @@ fn set_from_launch_text(element: &gst::Element, name: &str, value: &str) {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+fn a_score_map_one_pixel_high_runs_with_a_warning() {
+    let desc = format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=48 ! segpreproc ! \
+         ffnetinfer name=infer model={} ! segpostproc mode=mask ! fakesink",
+        data_model("one_row_map.onnx")
+    );
+    let out = play_to_end(&pipeline(&desc));
+    assert!(out.eos && out.errors.is_empty(), "{out:?}");
+    assert!(
+        out.warnings
+            .iter()
+            .any(|(src, w)| src == "infer" && w.contains("one pixel high")),
+        "no warning about the 32×1 map: {:?}",
+        out.warnings
+    );
+}
+
+#[test]
 fn contract_breaking_models_fail_at_start_naming_the_problem() {
     for (file, expect) in [
         ("rank3_input.onnx", &["input 'image'", "4-D"][..]),
@@ -240,6 +258,8 @@ fn contract_breaking_models_fail_at_start_naming_the_problem() {
         ),
         ("output_1d.onnx", &["output 'mask'", "1×C×H×W"][..]),
         ("output_5d.onnx", &["output 'mask'", "1×C×H×W"][..]),
+        ("detector.onnx", &["output 'mask'", "[1, 100, 6]", "detector"][..]),
+        ("classifier.onnx", &["output 'mask'", "classifier", "segmentation"][..]),
     ] {
         let desc = format!(
             "videotestsrc num-buffers=1 ! video/x-raw,width=64,height=48 ! segpreproc ! \

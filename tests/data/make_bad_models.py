@@ -15,6 +15,9 @@ start with a message that names the problem:
 - two_inputs.onnx      two image inputs
 - output_1d.onnx       scores output of rank 1 (1024)
 - output_5d.onnx       scores output of rank 5 (1x1x1x32x32)
+- detector.onnx        a detector's output 1x100x6 (boxes), not a score map
+- classifier.onnx      a classifier's output 1x1000x1x1, not a score map
+- one_row_map.onnx     output 1x1x1x32: legal but implausible (a one-pixel-high map): a warning
 
 Models that keep the contract and are used to test behaviour:
 
@@ -89,6 +92,22 @@ def build():
         "output_5d", channel_mean("image", "m") + [helper.make_node("Reshape", ["m", "shape5"], ["mask"])],
         [f32("image", [1, 3, S, S])], [f32("mask", [1, 1, 1, S, S])], [shape5],
         doc="contract breaker: 5-D scores output")
+    # Outputs of the right rank that cannot be (or hardly are) segmentation maps: a Gemm
+    # from the pooled image to N values, reshaped (weights zero: only the shapes matter).
+    pooled = [helper.make_node("GlobalAveragePool", ["image"], ["p"]),
+              helper.make_node("Flatten", ["p"], ["flat"])]
+    for name, shape, doc in [
+        ("detector", [1, 100, 6], "not a score map: a detector's 100 boxes of 6 values"),
+        ("classifier", [1, 1000, 1, 1], "not a score map: a classifier's 1000 class scores"),
+        ("one_row_map", [1, 1, 1, S], "legal but implausible: a score map one pixel high"),
+    ]:
+        n = int(np.prod(shape))
+        w = numpy_helper.from_array(np.zeros((3, n), np.float32), f"{name}_w")
+        shp = numpy_helper.from_array(np.array(shape, np.int64), f"{name}_shape")
+        out[name] = model(
+            name, pooled + [helper.make_node("MatMul", ["flat", f"{name}_w"], ["v"]),
+                            helper.make_node("Reshape", ["v", f"{name}_shape"], ["mask"])],
+            [f32("image", [1, 3, S, S])], [f32("mask", shape)], [w, shp], doc=doc)
     out["dynamic_hw"] = model(
         "dynamic_hw", channel_mean("image", "mask"),
         [f32("image", [1, 3, "H", "W"])], [f32("mask", [1, 1, "H", "W"])],
