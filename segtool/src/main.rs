@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ffnetseg::inference::{InferenceSession, Provider, SessionConfig, parse_provider_options};
+use ffnetseg::inference::{
+    InferenceSession, NodeFacts, Provider, SessionConfig, parse_provider_options,
+};
 use ffnetseg::tensor::DType;
 
 const USAGE: &str = "\
@@ -185,11 +187,47 @@ fn profile(o: &Options) -> Result<(), String> {
             "latency    p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms over {} runs",
             o.runs
         );
-        for p in session.placements() {
-            println!("placement  {} nodes on {}", p.nodes, p.provider);
-        }
+        print_placement(&session, &o.model);
     }
     Ok(())
+}
+
+/// "qnn" for "QNNExecutionProvider": the names `--provider` takes.
+fn short_provider_name(ort_name: &str) -> String {
+    ort_name
+        .strip_suffix("ExecutionProvider")
+        .unwrap_or(ort_name)
+        .to_lowercase()
+}
+
+/// Where the nodes run, one line per provider, naming the nodes ONNX Runtime listed (with
+/// what they touch in the model) and the compiled partitions.
+fn print_placement(session: &InferenceSession, model: &std::path::Path) {
+    let placements = session.placements();
+    if let [only] = placements
+        && only.listed.is_empty()
+    {
+        println!(
+            "placement  every node on {} ({} after partitioning)",
+            short_provider_name(&only.provider),
+            only.describe(NodeFacts::default())
+        );
+        return;
+    }
+    let summary = std::fs::read(model)
+        .ok()
+        .and_then(|b| ffnetseg::inference::onnx_proto::summarize(&b));
+    let facts = NodeFacts {
+        model: summary.as_ref(),
+        rejections: Some(session.rejections()),
+    };
+    for p in placements {
+        println!(
+            "placement  {}: {}",
+            short_provider_name(&p.provider),
+            p.describe(facts)
+        );
+    }
 }
 
 fn inspect(model: &str) -> Result<(), String> {
