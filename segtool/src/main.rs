@@ -15,7 +15,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ffnetseg::inference::{InferenceSession, Provider, SessionConfig, parse_provider_options};
+use ffnetseg::inference::onnx_proto::ModelSummary;
+use ffnetseg::inference::{
+    InferenceSession, ModelContract, NodeFacts, Provider, SessionConfig, parse_provider_options,
+};
 use ffnetseg::tensor::DType;
 
 const USAGE: &str = "\
@@ -185,11 +188,47 @@ fn profile(o: &Options) -> Result<(), String> {
             "latency    p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms over {} runs",
             o.runs
         );
-        for p in session.placements() {
-            println!("placement  {} nodes on {}", p.nodes, p.provider);
-        }
+        print_placement(&session, &o.model);
     }
     Ok(())
+}
+
+/// "qnn" for "QNNExecutionProvider": the names `--provider` takes.
+fn short_provider_name(ort_name: &str) -> String {
+    ort_name
+        .strip_suffix("ExecutionProvider")
+        .unwrap_or(ort_name)
+        .to_lowercase()
+}
+
+/// Where the nodes run, one line per provider, naming the nodes ONNX Runtime listed (with
+/// what they touch in the model) and the compiled partitions.
+fn print_placement(session: &InferenceSession, model: &std::path::Path) {
+    let placements = session.placements();
+    if let [only] = placements
+        && only.listed.is_empty()
+    {
+        println!(
+            "placement  every node on {} ({} after partitioning)",
+            short_provider_name(&only.provider),
+            only.describe(NodeFacts::default())
+        );
+        return;
+    }
+    let summary = std::fs::read(model)
+        .ok()
+        .and_then(|b| ffnetseg::inference::onnx_proto::summarize(&b));
+    let facts = NodeFacts {
+        model: summary.as_ref(),
+        rejections: Some(session.rejections()),
+    };
+    for p in placements {
+        println!(
+            "placement  {}: {}",
+            short_provider_name(&p.provider),
+            p.describe(facts)
+        );
+    }
 }
 
 fn inspect(model: &str) -> Result<(), String> {
@@ -197,6 +236,28 @@ fn inspect(model: &str) -> Result<(), String> {
     let summary = ffnetseg::inference::onnx_proto::summarize(&bytes)
         .ok_or(format!("{model} is not an ONNX model"))?;
     println!("model       {model} ({:.2} MB)", bytes.len() as f64 / 1e6);
+    print_graph_summary(&summary);
+    let o = Options {
+        model: model.into(),
+        provider: Provider::Cpu,
+        provider_options: String::new(),
+        threads: 1,
+        runs: 1,
+        warmup: 0,
+        json: false,
+        context_cache: None,
+    };
+    let contract = open(&o).map(|(s, _)| s.contract().clone());
+    match &contract {
+        Ok(c) => print_contract(c),
+        Err(e) => println!("contract    not usable by ffnetinfer: {e}"),
+    }
+    print_qnn_readiness(&summary, contract.is_ok());
+    Ok(())
+}
+
+/// Opsets, weights and operator counts.
+fn print_graph_summary(summary: &ModelSummary) {
     let opsets: Vec<String> = summary
         .opsets
         .iter()
@@ -215,43 +276,35 @@ fn inspect(model: &str) -> Result<(), String> {
         .map(|(k, v)| format!("{k}×{v}"))
         .collect();
     println!("operators   {}", ops.join(" "));
+}
+
+fn print_contract(c: &ModelContract) {
+    let i = c.input;
+    println!(
+        "input       '{}' {}×{}×{} {} {}",
+        c.input_name,
+        i.width,
+        i.height,
+        i.channels,
+        i.layout.as_str(),
+        i.dtype.as_str()
+    );
+    let out = c.output;
+    println!(
+        "output      '{}' {} class(es) at {}×{} {}",
+        c.output_name,
+        out.classes,
+        out.width,
+        out.height,
+        out.layout.as_str()
+    );
+}
+
+/// What decides whether QNN's HTP can take the whole model: static shapes, quantization,
+/// and operators it does not run.
+fn print_qnn_readiness(summary: &ModelSummary, static_shapes: bool) {
     let qdq =
         summary.ops.contains_key("QuantizeLinear") && summary.ops.contains_key("DequantizeLinear");
-    let o = Options {
-        model: model.into(),
-        provider: Provider::Cpu,
-        provider_options: String::new(),
-        threads: 1,
-        runs: 1,
-        warmup: 0,
-        json: false,
-        context_cache: None,
-    };
-    let contract = open(&o).map(|(s, _)| s.contract().clone());
-    match &contract {
-        Ok(c) => {
-            let i = c.input;
-            println!(
-                "input       '{}' {}×{}×{} {} {}",
-                c.input_name,
-                i.width,
-                i.height,
-                i.channels,
-                i.layout.as_str(),
-                i.dtype.as_str()
-            );
-            let out = c.output;
-            println!(
-                "output      '{}' {} class(es) at {}×{} {}",
-                c.output_name,
-                out.classes,
-                out.width,
-                out.height,
-                out.layout.as_str()
-            );
-        }
-        Err(e) => println!("contract    not usable by ffnetinfer: {e}"),
-    }
     // Operators QNN's HTP backend does not take (a short list of common offenders).
     let unsupported: Vec<&str> = [
         "NonMaxSuppression",
@@ -266,7 +319,7 @@ fn inspect(model: &str) -> Result<(), String> {
     .collect();
     println!(
         "QNN-ready   static shapes: {}; quantized (QDQ): {}; ops QNN HTP rejects: {}",
-        if contract.is_ok() { "yes" } else { "no" },
+        if static_shapes { "yes" } else { "no" },
         if qdq {
             "yes"
         } else {
@@ -278,7 +331,6 @@ fn inspect(model: &str) -> Result<(), String> {
             unsupported.join(", ")
         }
     );
-    Ok(())
 }
 
 fn main() -> ExitCode {

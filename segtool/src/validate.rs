@@ -167,15 +167,111 @@ fn argmax(spec: &OutputSpec, data: &[f32], i: usize) -> usize {
         .unwrap_or(0)
 }
 
+/// Running sums of the comparison over all frames.
+#[derive(Default)]
+struct Tally {
+    sq_err: f64,
+    scores: usize,
+    /// The reference's score range (the PSNR peak).
+    peak_lo: f32,
+    peak_hi: f32,
+    /// Pixels whose masks agree, are foreground in both, in either; and whose top class
+    /// agrees (multi-class models).
+    agree: usize,
+    inter: usize,
+    union: usize,
+    top_same: usize,
+    pixels: usize,
+}
+
+/// One model's scores for a frame.
+struct Scores<'a> {
+    spec: &'a OutputSpec,
+    data: &'a [f32],
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            peak_lo: f32::INFINITY,
+            peak_hi: f32::NEG_INFINITY,
+            ..Default::default()
+        }
+    }
+
+    fn add_scores(&mut self, m: &Scores<'_>, r: &Scores<'_>) {
+        let n = m.spec.width * m.spec.height;
+        for k in 0..m.spec.classes {
+            for i in 0..n {
+                let (x, y) = (at(m.spec, m.data, k, i), at(r.spec, r.data, k, i));
+                self.sq_err += ((x - y) as f64).powi(2);
+                self.peak_lo = self.peak_lo.min(y);
+                self.peak_hi = self.peak_hi.max(y);
+                self.scores += 1;
+            }
+        }
+    }
+
+    fn add_masks(&mut self, m: &Scores<'_>, r: &Scores<'_>, a: &Args) {
+        let n = m.spec.width * m.spec.height;
+        let (pm, pr) = (
+            foreground(m.spec, m.data, &a.classes),
+            foreground(r.spec, r.data, &a.classes),
+        );
+        for i in 0..n {
+            let (fm, fr) = (pm[i] > a.threshold, pr[i] > a.threshold);
+            self.agree += (fm == fr) as usize;
+            self.inter += (fm && fr) as usize;
+            self.union += (fm || fr) as usize;
+            if m.spec.classes > 1 {
+                self.top_same += (argmax(m.spec, m.data, i) == argmax(r.spec, r.data, i)) as usize;
+            }
+        }
+        self.pixels += n;
+    }
+
+    fn summary(&self, multi_class: bool) -> Summary {
+        let mse = self.sq_err / self.scores as f64;
+        let range = (self.peak_hi - self.peak_lo).max(f32::EPSILON) as f64;
+        Summary {
+            psnr: if mse == 0.0 {
+                f64::INFINITY
+            } else {
+                10.0 * (range * range / mse).log10()
+            },
+            range,
+            agreement: self.agree as f64 / self.pixels as f64,
+            iou: if self.union == 0 {
+                1.0
+            } else {
+                self.inter as f64 / self.union as f64
+            },
+            top_class: multi_class.then(|| self.top_same as f64 / self.pixels as f64),
+        }
+    }
+}
+
+struct Summary {
+    psnr: f64,
+    range: f64,
+    agreement: f64,
+    iou: f64,
+    /// Top-class agreement, for multi-class models.
+    top_class: Option<f64>,
+}
+
+/// Mean time per frame of the model and the reference, in ms.
+struct Timing {
+    model_ms: f64,
+    reference_ms: f64,
+}
+
 pub fn run(args: &[String]) -> Result<(), String> {
     let a = parse(args)?;
     let frames = frames(&a.media, a.frames)?;
     let mut model = open(&a.model, a.provider)?;
     let mut reference = open(&a.reference, a.reference_provider)?;
-    let (mut sq_err, mut count, mut peak_lo, mut peak_hi) =
-        (0f64, 0usize, f32::INFINITY, f32::NEG_INFINITY);
-    let (mut agree, mut pixels, mut inter, mut union, mut top_same) =
-        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let mut tally = Tally::new();
     let (mut t_model, mut t_ref) = (0f64, 0f64);
     for f in &frames {
         let t = Instant::now();
@@ -190,94 +286,79 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 ms.classes, ms.width, ms.height, rs.classes, rs.width, rs.height
             ));
         }
-        let n = ms.width * ms.height;
-        for k in 0..ms.classes {
-            for i in 0..n {
-                let (x, r) = (at(&ms, &md, k, i), at(&rs, &rd, k, i));
-                sq_err += ((x - r) as f64).powi(2);
-                peak_lo = peak_lo.min(r);
-                peak_hi = peak_hi.max(r);
-                count += 1;
-            }
-        }
-        let (pm, pr) = (
-            foreground(&ms, &md, &a.classes),
-            foreground(&rs, &rd, &a.classes),
-        );
-        for i in 0..n {
-            let (fm, fr) = (pm[i] > a.threshold, pr[i] > a.threshold);
-            agree += (fm == fr) as usize;
-            inter += (fm && fr) as usize;
-            union += (fm || fr) as usize;
-            if ms.classes > 1 {
-                top_same += (argmax(&ms, &md, i) == argmax(&rs, &rd, i)) as usize;
-            }
-        }
-        pixels += n;
+        let m = Scores {
+            spec: &ms,
+            data: &md,
+        };
+        let r = Scores {
+            spec: &rs,
+            data: &rd,
+        };
+        tally.add_scores(&m, &r);
+        tally.add_masks(&m, &r, &a);
     }
-    let mse = sq_err / count as f64;
-    let range = (peak_hi - peak_lo).max(f32::EPSILON) as f64;
-    let psnr = if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (range * range / mse).log10()
-    };
-    let agreement = agree as f64 / pixels as f64;
-    let iou = if union == 0 {
-        1.0
-    } else {
-        inter as f64 / union as f64
-    };
-    let top = (
-        top_same as f64 / pixels as f64,
-        model.session.contract().output.classes > 1,
-    );
+    let summary = tally.summary(model.session.contract().output.classes > 1);
     let n = frames.len() as f64;
+    let timing = Timing {
+        model_ms: t_model * 1e3 / n,
+        reference_ms: t_ref * 1e3 / n,
+    };
     if a.json {
-        println!(
-            "{{\"model\": \"{}\", \"reference\": \"{}\", \"frames\": {}, \"psnr_db\": {}, \"mask_agreement\": {agreement:.6}, \"mask_iou\": {iou:.6}, \"top_class_agreement\": {}, \"model_ms\": {:.3}, \"reference_ms\": {:.3}}}",
-            a.model,
-            a.reference,
-            frames.len(),
-            if psnr.is_finite() {
-                format!("{psnr:.3}")
-            } else {
-                "null".into()
-            },
-            if top.1 {
-                format!("{:.6}", top.0)
-            } else {
-                "null".into()
-            },
-            t_model * 1e3 / n,
-            t_ref * 1e3 / n
-        );
+        print_json(&a, frames.len(), &summary, &timing);
     } else {
-        println!(
-            "model        {} ({})",
-            a.model,
-            model.session.active_provider()
-        );
-        println!(
-            "reference    {} ({})",
-            a.reference,
-            reference.session.active_provider()
-        );
-        println!("frames       {} from {}", frames.len(), a.media);
-        println!("scores PSNR  {psnr:.2} dB (peak = reference's score range {range:.3})");
-        println!(
-            "mask         agreement {:.4}%, IoU {iou:.4} at threshold {}",
-            agreement * 100.0,
-            a.threshold
-        );
-        if top.1 {
-            println!("top class    agreement {:.4}%", top.0 * 100.0);
-        }
-        println!(
-            "time/frame   {:.1} ms vs reference {:.1} ms (pre-processing + inference)",
-            t_model * 1e3 / n,
-            t_ref * 1e3 / n
-        );
+        print_text(&a, (&model, &reference), frames.len(), &summary, &timing);
     }
     Ok(())
+}
+
+fn print_json(a: &Args, frames: usize, s: &Summary, t: &Timing) {
+    let or_null = |v: Option<String>| v.unwrap_or_else(|| "null".into());
+    println!(
+        "{{\"model\": \"{}\", \"reference\": \"{}\", \"frames\": {frames}, \"psnr_db\": {}, \"mask_agreement\": {:.6}, \"mask_iou\": {:.6}, \"top_class_agreement\": {}, \"model_ms\": {:.3}, \"reference_ms\": {:.3}}}",
+        a.model,
+        a.reference,
+        or_null(s.psnr.is_finite().then(|| format!("{:.3}", s.psnr))),
+        s.agreement,
+        s.iou,
+        or_null(s.top_class.map(|v| format!("{v:.6}"))),
+        t.model_ms,
+        t.reference_ms
+    );
+}
+
+fn print_text(
+    a: &Args,
+    (model, reference): (&Model, &Model),
+    frames: usize,
+    s: &Summary,
+    t: &Timing,
+) {
+    println!(
+        "model        {} ({})",
+        a.model,
+        model.session.active_provider()
+    );
+    println!(
+        "reference    {} ({})",
+        a.reference,
+        reference.session.active_provider()
+    );
+    println!("frames       {frames} from {}", a.media);
+    println!(
+        "scores PSNR  {:.2} dB (peak = reference's score range {:.3})",
+        s.psnr, s.range
+    );
+    println!(
+        "mask         agreement {:.4}%, IoU {:.4} at threshold {}",
+        s.agreement * 100.0,
+        s.iou,
+        a.threshold
+    );
+    if let Some(top) = s.top_class {
+        println!("top class    agreement {:.4}%", top * 100.0);
+    }
+    println!(
+        "time/frame   {:.1} ms vs reference {:.1} ms (pre-processing + inference)",
+        t.model_ms, t.reference_ms
+    );
 }

@@ -111,3 +111,31 @@ fn validate_a_model_against_itself_is_exact_and_against_another_is_refused() {
     assert!(!ok);
     assert!(out.contains("outputs differ in shape"), "{out}");
 }
+
+#[test]
+fn profile_places_a_quantized_io_model_wholly_on_qnn() {
+    // `make venv` installs the onnxruntime-qnn wheel; on x86-64 its HTP backend is Qualcomm's
+    // simulator. The model's integer input and output need no Q/DQ on the CPU.
+    let wheel = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.venv/lib/python3.11/site-packages/onnxruntime_qnn"
+    );
+    assert!(
+        std::path::Path::new(wheel).exists(),
+        "the onnxruntime-qnn wheel is part of the test set-up (make venv)"
+    );
+    let (ok, out) = segtool(&[
+        "profile",
+        "models/test_quantized_io.onnx",
+        "--provider",
+        "qnn",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("provider   qnn (requested qnn)"), "{out}");
+    assert!(out.contains("placement  every node on qnn"), "{out}");
+    assert!(!out.contains("warning "), "{out}");
+}

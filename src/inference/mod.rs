@@ -5,12 +5,13 @@
 //! - `provider`: provider choice, registration and CPU fallback.
 //! - `contract`: the model contract ([`ModelContract`]).
 //! - `context_cache`: compiled EP-context models.
-//! - `ort_log`: ONNX Runtime's creation log (placements, provider failures).
+//! - `ort_log`: ONNX Runtime's creation log (placements, rejected nodes, provider failures).
+//! - [`placement`]: where the nodes run, and the warning naming those left on the CPU.
 //! - `fixed_run`: runs without a heap allocation per frame for fixed-shape models.
 //! - [`runtime`]: loading libonnxruntime once per process.
 //! - [`plugin_ep`]: execution providers shipped as plugin libraries (QNN).
 //! - [`qnn_options`]: checks of the QNN provider's options.
-//! - [`onnx_proto`]: a minimal ONNX protobuf reader (Q/DQ parameters, operator counts).
+//! - [`onnx_proto`]: a minimal ONNX protobuf reader (nodes, Q/DQ parameters, operator counts).
 
 mod config;
 mod context_cache;
@@ -18,11 +19,13 @@ mod contract;
 mod fixed_run;
 pub mod onnx_proto;
 mod ort_log;
+pub mod placement;
 pub mod plugin_ep;
 mod provider;
 pub mod qnn_options;
 pub mod runtime;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -33,7 +36,7 @@ use ort::value::{DynValue, DynValueRef, TensorRef};
 
 pub use config::{SessionConfig, parse_provider_options};
 pub use contract::ModelContract;
-pub use ort_log::{Placement, parse_placements};
+pub use placement::{NodeFacts, PlacedNode, Placement, parse_placements};
 pub use provider::Provider;
 
 use context_cache::ContextCache;
@@ -59,6 +62,8 @@ pub struct InferenceSession {
     warnings: Vec<String>,
     notes: Vec<String>,
     placements: Vec<Placement>,
+    /// Why the provider refused nodes (node name → its reason), where it said so.
+    rejections: BTreeMap<String, String>,
     run_options: RunOptions,
     /// Dequantized scores of a quantized model, kept from run to run.
     dequantized: Vec<f32>,
@@ -123,8 +128,8 @@ impl InferenceSession {
         }
         let (contract, odd_output) = contract::read_contract(&session, &path)?;
         warnings.extend(odd_output);
-        let placements = log.placements();
-        if let Some(msg) = nodes_left_on_cpu(&placements, active, &path, &log) {
+        let (placements, rejections) = (log.placements(), log.rejections());
+        if let Some(msg) = nodes_left_on_cpu(&placements, &rejections, active, &path, &log) {
             if config.disable_cpu_fallback {
                 return Err(Error::Runtime(format!(
                     "{msg}; disable-cpu-fallback is set (quantize the model, or replace those operators)"
@@ -140,6 +145,7 @@ impl InferenceSession {
             warnings,
             notes,
             placements,
+            rejections,
             run_options: quiet_run_options()?,
             dequantized: Vec::new(),
             fixed,
@@ -175,6 +181,11 @@ impl InferenceSession {
     /// Where the nodes run (provider, node count, operator types).
     pub fn placements(&self) -> &[Placement] {
         &self.placements
+    }
+
+    /// Why the provider refused nodes (node name → its reason), as it logged them.
+    pub fn rejections(&self) -> &BTreeMap<String, String> {
+        &self.rejections
     }
 
     /// Things the user should know (fallbacks, ignored options), for warnings.
@@ -366,33 +377,30 @@ fn explain_start_failure(
     }
 }
 
-/// The warning for nodes that a non-CPU provider left to the CPU, if any.
+/// The warning for nodes that a non-CPU provider left to the CPU, if any, naming them with
+/// what they touch in the model file (read only then) and why the provider refused them.
 fn nodes_left_on_cpu(
     placements: &[Placement],
+    rejections: &BTreeMap<String, String>,
     active: Provider,
     path: &Path,
     log: &OrtLog,
 ) -> Option<String> {
     let cpu = Provider::Cpu.ort_name();
-    let on_cpu: usize = placements
-        .iter()
-        .filter(|p| p.provider == cpu)
-        .map(|p| p.nodes)
-        .sum();
-    if active == Provider::Cpu || on_cpu == 0 {
+    if active == Provider::Cpu || !placements.iter().any(|p| p.provider == cpu && p.nodes > 0) {
         return None;
     }
-    let total: usize = placements.iter().map(|p| p.nodes).sum();
-    let ops: Vec<&str> = placements
-        .iter()
-        .filter(|p| p.provider == cpu)
-        .flat_map(|p| p.ops.iter().map(String::as_str))
-        .collect();
-    let mut msg = format!(
-        "{on_cpu} of {total} nodes of {} run on the CPU, not on {active}: {}",
-        path.display(),
-        ort_log::summarize_ops(&ops)
-    );
+    let model = std::fs::read(path)
+        .ok()
+        .and_then(|b| onnx_proto::summarize(&b));
+    let nodes = placement::CpuNodes {
+        placements,
+        facts: placement::NodeFacts {
+            model: model.as_ref(),
+            rejections: Some(rejections),
+        },
+    };
+    let mut msg = nodes.warning(active, &path.display().to_string())?;
     if let Some(e) = log.provider_failure() {
         msg.push_str(&format!(" ({e})"));
     }

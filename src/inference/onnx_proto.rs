@@ -1,11 +1,11 @@
 //! Just enough of the ONNX protobuf wire format to describe a model without loading it:
-//! opsets, operator types, and initializer sizes. (ONNX Runtime's API does not expose the
-//! graph's initializers or node list, and a full protobuf stack would be a large
-//! dependency for four fields.)
+//! opsets, nodes, and initializer sizes. (ONNX Runtime's API does not expose the graph's
+//! initializers or node list, and a full protobuf stack would be a large dependency for a
+//! handful of fields.)
 
 use std::collections::BTreeMap;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ModelSummary {
     /// Graph input and output names, in order.
     pub inputs: Vec<String>,
@@ -18,9 +18,40 @@ pub struct ModelSummary {
     pub opsets: Vec<(String, i64)>,
     /// Operator type → count.
     pub ops: BTreeMap<String, usize>,
+    /// The graph's nodes, in file order.
+    pub nodes: Vec<Node>,
     /// Number of weights (elements of all initializers).
     pub parameters: u64,
     pub initializer_bytes: u64,
+}
+
+/// One node of the graph: what it is and which tensors it reads and writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    pub op_type: String,
+    /// Empty when the model leaves the node unnamed.
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+impl ModelSummary {
+    /// The node called `name` (node names are unique in a valid model).
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| !name.is_empty() && n.name == name)
+    }
+
+    /// Whether `node` reads one of the graph's inputs.
+    pub fn reads_graph_input(&self, node: &Node) -> bool {
+        node.inputs.iter().any(|i| self.inputs.contains(i))
+    }
+
+    /// Whether `node` writes one of the graph's outputs.
+    pub fn writes_graph_output(&self, node: &Node) -> bool {
+        node.outputs.iter().any(|o| self.outputs.contains(o))
+    }
 }
 
 struct Reader<'a> {
@@ -157,17 +188,25 @@ fn strings(bytes: &[u8], field: u64) -> Vec<String> {
     out
 }
 
+fn node(bytes: &[u8]) -> Node {
+    Node {
+        op_type: strings(bytes, 4).pop().unwrap_or_default(),
+        name: strings(bytes, 3).pop().unwrap_or_default(),
+        inputs: strings(bytes, 1),
+        outputs: strings(bytes, 2),
+    }
+}
+
 fn graph(bytes: &[u8], summary: &mut ModelSummary) {
-    // (op type, inputs, outputs) of every node, and scalar initializers by name.
-    let mut nodes: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    // Scalar initializers by name: the Q/DQ scales and zero points.
     let mut scalars: BTreeMap<String, f64> = BTreeMap::new();
     let mut r = Reader::new(bytes);
     while let Some((n, f)) = r.next() {
         match (n, f) {
-            (1, Field::Bytes(node)) => {
-                let op = strings(node, 4).pop().unwrap_or_default();
-                *summary.ops.entry(op.clone()).or_default() += 1;
-                nodes.push((op, strings(node, 1), strings(node, 2)));
+            (1, Field::Bytes(bytes)) => {
+                let n = node(bytes);
+                *summary.ops.entry(n.op_type.clone()).or_default() += 1;
+                summary.nodes.push(n);
             }
             (5, Field::Bytes(t)) => {
                 let init = tensor(t, summary);
@@ -189,21 +228,26 @@ fn graph(bytes: &[u8], summary: &mut ModelSummary) {
             .unwrap_or(0.0);
         Some((scale as f32, zero as i32))
     };
-    for (op, ins, outs) in &nodes {
-        match op.as_str() {
+    let mut input_quantization = BTreeMap::new();
+    let mut output_quantization = BTreeMap::new();
+    for n in &summary.nodes {
+        let (ins, outs) = (&n.inputs, &n.outputs);
+        match n.op_type.as_str() {
             "DequantizeLinear" if ins.first().is_some_and(|i| summary.inputs.contains(i)) => {
                 if let Some(p) = q(ins) {
-                    summary.input_quantization.insert(ins[0].clone(), p);
+                    input_quantization.insert(ins[0].clone(), p);
                 }
             }
             "QuantizeLinear" if outs.first().is_some_and(|o| summary.outputs.contains(o)) => {
                 if let Some(p) = q(ins) {
-                    summary.output_quantization.insert(outs[0].clone(), p);
+                    output_quantization.insert(outs[0].clone(), p);
                 }
             }
             _ => {}
         }
     }
+    summary.input_quantization = input_quantization;
+    summary.output_quantization = output_quantization;
 }
 
 /// Reads a .onnx file's bytes. Returns None when they are not an ONNX model.

@@ -1,11 +1,13 @@
 //! What ONNX Runtime logs while it creates a session, captured and read: where the nodes
 //! were placed, and why a provider failed.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use ort::logging::LogLevel;
 use ort::session::builder::SessionBuilder;
 
+use super::placement::{Placement, parse_placements};
 use crate::error::{Error, Result};
 
 /// ONNX Runtime's messages during session creation, errors apart: a provider that fails in
@@ -43,6 +45,11 @@ impl OrtLog {
         parse_placements(&lock(&self.messages))
     }
 
+    /// Why the provider refused nodes (node name → reason), where it said so.
+    pub(super) fn rejections(&self) -> BTreeMap<String, String> {
+        parse_rejections(&lock(&self.messages))
+    }
+
     pub(super) fn provider_failure(&self) -> Option<String> {
         provider_failure(&lock(&self.errors))
     }
@@ -75,44 +82,28 @@ impl OrtLog {
     }
 }
 
-/// Where ONNX Runtime put the model's nodes (from its "Node placements" log).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    /// ONNX Runtime's provider name, e.g. "QNNExecutionProvider".
-    pub provider: String,
-    pub nodes: usize,
-    /// Operator types of the nodes (empty when all nodes share one provider).
-    pub ops: Vec<String>,
-}
-
-/// Reads ORT's verbose placement report:
-/// " All nodes placed on [P]. Number of nodes: N" or, per provider,
-/// " Node(s) placed on [P]. Number of nodes: N\n  OpType (name)\n…".
-pub fn parse_placements(log: &[String]) -> Vec<Placement> {
-    let mut out = Vec::new();
-    for m in log {
-        let Some(rest) = m.split_once("placed on [").map(|(_, r)| r) else {
-            continue;
-        };
-        let Some((provider, rest)) = rest.split_once(']') else {
-            continue;
-        };
-        let nodes = rest
-            .split_once("Number of nodes:")
-            .and_then(|(_, n)| n.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let ops = m
+/// Why the provider refused nodes, by node name, from its validation messages (the QNN EP's
+/// "Validation FAILED for 1 nodes in OrtNodeUnit (QuantizeLinear) :\n\tOperator type:
+/// QuantizeLinear Node name: image_q Node index: 584\n\tREASON : …").
+pub(super) fn parse_rejections(log: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for m in log.iter().filter(|m| m.starts_with("Validation FAILED")) {
+        let Some(reason) = m
             .lines()
-            .skip(1)
-            .filter_map(|l| l.split_whitespace().next())
-            .map(str::to_string)
-            .collect();
-        out.push(Placement {
-            provider: provider.to_string(),
-            nodes,
-            ops,
-        });
+            .find_map(|l| l.trim().strip_prefix("REASON :"))
+            .map(str::trim)
+        else {
+            continue;
+        };
+        for line in m.lines() {
+            let Some((_, named)) = line.split_once(" Node name: ") else {
+                continue;
+            };
+            let name = named.rsplit_once(" Node index:").map_or(named, |(n, _)| n);
+            if !name.trim().is_empty() {
+                out.insert(name.trim().to_string(), reason.to_string());
+            }
+        }
     }
     out
 }
@@ -157,52 +148,28 @@ pub(super) fn provider_start_failure(error: &str, ep_failure: bool) -> Option<St
     )
 }
 
-/// "Conv×3, Resize×1" from a list of operator types.
-pub(super) fn summarize_ops(ops: &[&str]) -> String {
-    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-    for op in ops {
-        *counts.entry(op).or_default() += 1;
-    }
-    if counts.is_empty() {
-        return "operators not listed by ONNX Runtime".into();
-    }
-    counts
-        .iter()
-        .map(|(k, v)| format!("{k}×{v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn placements_are_read_from_onnx_runtime_logs() {
+    fn rejections_are_read_from_the_providers_validation_messages() {
         let log = vec![
-            "Node placements".to_string(),
-            " All nodes placed on [CPUExecutionProvider]. Number of nodes: 139".to_string(),
+            "QNN node builder is trying to add node. Onnx node name: [image_q] onnx node type: [QuantizeLinear].".to_string(),
+            "Validation FAILED for 1 nodes in OrtNodeUnit (QuantizeLinear) :\n\tOperator type: QuantizeLinear Node name: image_q Node index: 584\n\tREASON : QNN EP is configured to not take Q nodes that consume a graph input.\n".to_string(),
+            "Validation PASSED for 3 nodes in OrtNodeUnit (Transpose) :\n\tOperator type: DequantizeLinear Node name: image_dq Node index: 585\n".to_string(),
+            "Validation FAILED for 2 nodes in OrtNodeUnit (Resize) :\n\tOperator type: Resize Node name: up1 Node index: 3\n\tOperator type: Resize Node name: up2 Node index: 4\n\tREASON : cubic mode is not supported\n".to_string(),
         ];
+        let r = parse_rejections(&log);
         assert_eq!(
-            parse_placements(&log),
-            vec![Placement {
-                provider: "CPUExecutionProvider".into(),
-                nodes: 139,
-                ops: vec![]
-            }]
+            r.get("image_q").map(String::as_str),
+            Some("QNN EP is configured to not take Q nodes that consume a graph input.")
         );
-        let log = vec![
-            " Node(s) placed on [QNNExecutionProvider]. Number of nodes: 1\n  QNN_123 (QNNExecutionProvider_QNN_123_0)\n".to_string(),
-            " Node(s) placed on [CPUExecutionProvider]. Number of nodes: 2\n  Resize (up1)\n  Resize (up2)\n".to_string(),
-        ];
-        let p = parse_placements(&log);
-        assert_eq!(p[1].provider, "CPUExecutionProvider");
-        assert_eq!(p[1].nodes, 2);
-        assert_eq!(p[1].ops, vec!["Resize", "Resize"]);
         assert_eq!(
-            summarize_ops(&["Resize", "Conv", "Resize"]),
-            "Conv×1, Resize×2"
+            r.get("up2").map(String::as_str),
+            Some("cubic mode is not supported")
         );
+        assert_eq!(r.len(), 3, "{r:?}");
     }
 
     #[test]

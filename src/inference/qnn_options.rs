@@ -152,91 +152,117 @@ fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Opt
         .map(|(_, c)| c)
 }
 
+fn bad<T>(msg: String) -> Result<T> {
+    Err(Error::Config(format!("provider-options: {msg}")))
+}
+
 /// Checks `provider-options` meant for the QNN execution provider (built in or plugin).
 /// A documented key with a value outside its documented values is an error that names the
 /// key and the valid values. An unknown key is passed on as is (newer EPs add options) with a
 /// warning that names the documented key it is probably a typo of. Returns the warnings.
 pub fn check(options: &[(String, String)]) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
-    let bad = |msg: String| Err(Error::Config(format!("provider-options: {msg}")));
     for (i, (key, value)) in options.iter().enumerate() {
         if let Some((_, earlier)) = options[..i].iter().find(|(k, _)| k == key) {
             return bad(format!(
                 "{key} is given twice ({key}={earlier} and {key}={value}); keep one"
             ));
         }
-        let Some((_, kind)) = QNN_OPTIONS.iter().find(|(k, _)| k == key) else {
-            if QNN_UNDOCUMENTED_OPTIONS.contains(&key.as_str()) {
-                continue;
-            }
-            let known = QNN_OPTIONS
-                .iter()
-                .map(|(k, _)| *k)
-                .chain(QNN_UNDOCUMENTED_OPTIONS.iter().copied());
-            let hint = closest(key, known)
-                .map(|k| format!(" (did you mean {k}?)"))
-                .unwrap_or_default();
-            warnings.push(format!(
-                "provider-options: {key} is not a QNN option ONNX Runtime documents{hint}; passed as is"
-            ));
-            continue;
+        let warning = match QNN_OPTIONS.iter().find(|(k, _)| k == key) {
+            Some((_, kind)) => check_value(key, value, *kind)?,
+            None => unknown_key_warning(key),
         };
-        let one_of = |valid: &[&str]| {
-            let hint = closest(value, valid.iter().copied())
-                .map(|v| format!(" (did you mean {v}?)"))
-                .unwrap_or_default();
-            bad(format!(
-                "{key}={value} is not valid{hint}; {key} takes one of: {}",
-                valid.join(", ")
-            ))
-        };
-        let is_number = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
-        match *kind {
-            QnnValue::OneOf(valid) if !valid.contains(&value.as_str()) => return one_of(valid),
-            QnnValue::Flag if value != "0" && value != "1" => return one_of(&["0", "1"]),
-            QnnValue::Count(unit) if !is_number || value.parse::<u64>().is_err() => {
-                return bad(format!(
-                    "{key}={value} is not valid; {key} takes a whole number ({unit})"
-                ));
-            }
-            QnnValue::Text(what) if value.is_empty() => {
-                return bad(format!("{key} is empty; {key} takes {what}"));
-            }
-            QnnValue::HtpArch if !is_number => {
-                return bad(format!(
-                    "{key}={value} is not valid; {key} takes the HTP architecture as a number \
-                     (one of {}; e.g. 68 for v68)",
-                    QNN_HTP_ARCHS.join(", ")
-                ));
-            }
-            QnnValue::HtpArch if !QNN_HTP_ARCHS.contains(&value.as_str()) => {
-                warnings.push(format!(
-                    "provider-options: {key}={value} is not an HTP architecture the \
-                     onnxruntime-qnn 2.7 plugin knows ({}); a newer one may, an older one ignores \
-                     it; passed as is",
-                    QNN_HTP_ARCHS.join(", ")
-                ));
-            }
-            QnnValue::SocModel if is_number => {}
-            QnnValue::SocModel
-                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-            {
-                return bad(format!(
-                    "{key}={value} is not valid; {key} takes the numeric SoC id (as QAIRT lists it) \
-                     or a chip name such as SM8550"
-                ));
-            }
-            QnnValue::SocModel if !QNN_SOC_NAMES.iter().any(|n| n.eq_ignore_ascii_case(value)) => {
-                warnings.push(format!(
-                    "provider-options: {key}={value} is not a chip name the onnxruntime-qnn 2.7 \
-                     plugin knows ({}), and it ignores names it does not know; give the numeric \
-                     SoC id instead",
-                    QNN_SOC_NAMES.join(", ")
-                ));
-            }
-            _ => {}
-        }
+        warnings.extend(warning);
     }
+    check_combinations(options)?;
+    Ok(warnings)
+}
+
+/// The warning for a key that ONNX Runtime does not document (none for the keys the plugin
+/// is known to read), with the documented key it is probably a typo of.
+fn unknown_key_warning(key: &str) -> Option<String> {
+    if QNN_UNDOCUMENTED_OPTIONS.contains(&key) {
+        return None;
+    }
+    let known = QNN_OPTIONS
+        .iter()
+        .map(|(k, _)| *k)
+        .chain(QNN_UNDOCUMENTED_OPTIONS.iter().copied());
+    let hint = closest(key, known)
+        .map(|k| format!(" (did you mean {k}?)"))
+        .unwrap_or_default();
+    Some(format!(
+        "provider-options: {key} is not a QNN option ONNX Runtime documents{hint}; passed as is"
+    ))
+}
+
+/// Checks the value of a documented key: an error for a value outside what it takes, a
+/// warning for a value the provider may ignore.
+fn check_value(key: &str, value: &str, kind: QnnValue) -> Result<Option<String>> {
+    let one_of = |valid: &[&str]| {
+        let hint = closest(value, valid.iter().copied())
+            .map(|v| format!(" (did you mean {v}?)"))
+            .unwrap_or_default();
+        bad(format!(
+            "{key}={value} is not valid{hint}; {key} takes one of: {}",
+            valid.join(", ")
+        ))
+    };
+    let is_number = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    match kind {
+        QnnValue::OneOf(valid) if !valid.contains(&value) => one_of(valid),
+        QnnValue::Flag if value != "0" && value != "1" => one_of(&["0", "1"]),
+        QnnValue::Count(unit) if !is_number || value.parse::<u64>().is_err() => bad(format!(
+            "{key}={value} is not valid; {key} takes a whole number ({unit})"
+        )),
+        QnnValue::Text(what) if value.is_empty() => {
+            bad(format!("{key} is empty; {key} takes {what}"))
+        }
+        QnnValue::HtpArch => check_htp_arch(key, value, is_number),
+        QnnValue::SocModel if !is_number => check_soc_name(key, value),
+        _ => Ok(None),
+    }
+}
+
+fn check_htp_arch(key: &str, value: &str, is_number: bool) -> Result<Option<String>> {
+    let archs = QNN_HTP_ARCHS.join(", ");
+    if !is_number {
+        return bad(format!(
+            "{key}={value} is not valid; {key} takes the HTP architecture as a number \
+             (one of {archs}; e.g. 68 for v68)"
+        ));
+    }
+    Ok((!QNN_HTP_ARCHS.contains(&value)).then(|| {
+        format!(
+            "provider-options: {key}={value} is not an HTP architecture the \
+             onnxruntime-qnn 2.7 plugin knows ({archs}); a newer one may, an older one ignores \
+             it; passed as is"
+        )
+    }))
+}
+
+/// A SoC given by name (a numeric id passes as is).
+fn check_soc_name(key: &str, value: &str) -> Result<Option<String>> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return bad(format!(
+            "{key}={value} is not valid; {key} takes the numeric SoC id (as QAIRT lists it) \
+             or a chip name such as SM8550"
+        ));
+    }
+    Ok(
+        (!QNN_SOC_NAMES.iter().any(|n| n.eq_ignore_ascii_case(value))).then(|| {
+            format!(
+                "provider-options: {key}={value} is not a chip name the onnxruntime-qnn 2.7 \
+             plugin knows ({}), and it ignores names it does not know; give the numeric \
+             SoC id instead",
+                QNN_SOC_NAMES.join(", ")
+            )
+        }),
+    )
+}
+
+/// Options that are valid one by one but not together, or not for ffnetinfer.
+fn check_combinations(options: &[(String, String)]) -> Result<()> {
     let value_of = |key: &str| {
         options
             .iter()
@@ -256,7 +282,7 @@ pub fn check(options: &[(String, String)]) -> Result<Vec<String>> {
                 .into(),
         );
     }
-    Ok(warnings)
+    Ok(())
 }
 
 #[cfg(test)]
