@@ -21,14 +21,12 @@ impl Layout {
         }
     }
 
+    /// Case-insensitive, without allocating (metas are read with it on every frame).
     pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "nchw" => Ok(Layout::Nchw),
-            "nhwc" => Ok(Layout::Nhwc),
-            other => Err(Error::Config(format!(
-                "unknown tensor layout '{other}': use nchw or nhwc"
-            ))),
-        }
+        [Layout::Nchw, Layout::Nhwc]
+            .into_iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::Config(format!("unknown tensor layout '{s}': use nchw or nhwc")))
     }
 }
 
@@ -57,15 +55,26 @@ impl DType {
         }
     }
 
+    /// Case-insensitive, without allocating (metas are read with it on every frame).
     pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" | "float32" | "float" => Ok(DType::F32),
-            "u8" | "uint8" => Ok(DType::U8),
-            "u16" | "uint16" => Ok(DType::U16),
-            other => Err(Error::Config(format!(
-                "unknown tensor element type '{other}': use f32, u8 or u16"
-            ))),
-        }
+        const NAMES: [(&str, DType); 7] = [
+            ("f32", DType::F32),
+            ("float32", DType::F32),
+            ("float", DType::F32),
+            ("u8", DType::U8),
+            ("uint8", DType::U8),
+            ("u16", DType::U16),
+            ("uint16", DType::U16),
+        ];
+        NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown tensor element type '{s}': use f32, u8 or u16"
+                ))
+            })
     }
 }
 

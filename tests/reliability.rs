@@ -258,8 +258,14 @@ fn contract_breaking_models_fail_at_start_naming_the_problem() {
         ),
         ("output_1d.onnx", &["output 'mask'", "1×C×H×W"][..]),
         ("output_5d.onnx", &["output 'mask'", "1×C×H×W"][..]),
-        ("detector.onnx", &["output 'mask'", "[1, 100, 6]", "detector"][..]),
-        ("classifier.onnx", &["output 'mask'", "classifier", "segmentation"][..]),
+        (
+            "detector.onnx",
+            &["output 'mask'", "[1, 100, 6]", "detector"][..],
+        ),
+        (
+            "classifier.onnx",
+            &["output 'mask'", "classifier", "segmentation"][..],
+        ),
     ] {
         let desc = format!(
             "videotestsrc num-buffers=1 ! video/x-raw,width=64,height=48 ! segpreproc ! \

@@ -38,6 +38,7 @@
 //! picture; segpostproc then warns that frames arrive without scores).
 
 use std::borrow::Cow;
+use std::ffi::CStr;
 use std::sync::Once;
 
 use gst::glib;
@@ -110,15 +111,59 @@ fn read_region(s: &gst::StructureRef) -> Option<Region> {
     })
 }
 
+/// The metas' names as C strings. gstreamer-rs' `CustomMeta::add` and `from_buffer` copy a
+/// `&str` name into a new C string on every call; these run for every frame, so the
+/// lookups below hand GStreamer the static names instead.
+fn c_name(name: &str) -> &'static CStr {
+    if name == INPUT_TENSOR_META {
+        c"FfnetsegInputTensorMeta"
+    } else {
+        c"FfnetsegScoresMeta"
+    }
+}
+
+/// The structure of the custom meta `name` on `buffer`, if it has one.
+fn meta_structure<'a>(buffer: &'a gst::BufferRef, name: &str) -> Option<&'a gst::StructureRef> {
+    // SAFETY: a lookup on a valid buffer with a NUL-terminated name; GStreamer does not
+    // modify the buffer. The structure belongs to the meta, which lives as long as the
+    // borrowed buffer.
+    unsafe {
+        let meta =
+            gst::ffi::gst_buffer_get_custom_meta(buffer.as_ptr().cast_mut(), c_name(name).as_ptr());
+        if meta.is_null() {
+            return None;
+        }
+        Some(gst::StructureRef::from_glib_borrow(
+            gst::ffi::gst_custom_meta_get_structure(meta),
+        ))
+    }
+}
+
+/// A fresh custom meta `name` on `buffer` (an old one is removed), as its structure.
 fn add_or_replace<'a>(
     buffer: &'a mut gst::BufferRef,
     name: &str,
-) -> Result<gst::MetaRefMut<'a, CustomMeta, gst::meta::Standalone>, glib::BoolError> {
-    if let Ok(old) = CustomMeta::from_mut_buffer(buffer, name) {
-        old.remove()
-            .map_err(|_| glib::bool_error!("cannot replace the old {name}"))?;
+) -> Result<&'a mut gst::StructureRef, glib::BoolError> {
+    let c = c_name(name);
+    // SAFETY: calls on a writable buffer we hold exclusively, with a NUL-terminated name;
+    // the returned structure belongs to the new meta, which lives as long as the buffer.
+    unsafe {
+        let buf = buffer.as_mut_ptr();
+        let old = gst::ffi::gst_buffer_get_custom_meta(buf, c.as_ptr());
+        if !old.is_null() && gst::ffi::gst_buffer_remove_meta(buf, old.cast()) == glib::ffi::GFALSE
+        {
+            return Err(glib::bool_error!("cannot replace the old {name}"));
+        }
+        let meta = gst::ffi::gst_buffer_add_custom_meta(buf, c.as_ptr());
+        if meta.is_null() {
+            return Err(glib::bool_error!(
+                "cannot add {name} (is the plugin registered?)"
+            ));
+        }
+        Ok(gst::StructureRef::from_glib_borrow_mut(
+            gst::ffi::gst_custom_meta_get_structure(meta),
+        ))
     }
-    CustomMeta::add(buffer, name)
 }
 
 /// The model input tensor segpreproc made for this frame.
@@ -134,8 +179,7 @@ pub struct InputTensor {
 
 impl InputTensor {
     pub fn attach(&self, buffer: &mut gst::BufferRef) -> Result<(), glib::BoolError> {
-        let mut meta = add_or_replace(buffer, INPUT_TENSOR_META)?;
-        let s = meta.mut_structure();
+        let s = add_or_replace(buffer, INPUT_TENSOR_META)?;
         s.set("tensor", self.tensor.clone());
         s.set("width", self.spec.width as u32);
         s.set("height", self.spec.height as u32);
@@ -148,8 +192,7 @@ impl InputTensor {
     }
 
     pub fn from_buffer(buffer: &gst::BufferRef) -> Option<Self> {
-        let meta = CustomMeta::from_buffer(buffer, INPUT_TENSOR_META).ok()?;
-        let s = meta.structure();
+        let s = meta_structure(buffer, INPUT_TENSOR_META)?;
         Some(InputTensor {
             tensor: s.get::<gst::Buffer>("tensor").ok()?,
             spec: TensorSpec {
@@ -217,8 +260,7 @@ impl Scores {
     }
 
     pub fn attach(&self, buffer: &mut gst::BufferRef) -> Result<(), glib::BoolError> {
-        let mut meta = add_or_replace(buffer, SCORES_META)?;
-        let s = meta.mut_structure();
+        let s = add_or_replace(buffer, SCORES_META)?;
         s.set("scores", self.scores.clone());
         s.set("classes", self.classes as u32);
         s.set("width", self.width as u32);
@@ -238,8 +280,7 @@ impl Scores {
     }
 
     pub fn from_buffer(buffer: &gst::BufferRef) -> Option<Self> {
-        let meta = CustomMeta::from_buffer(buffer, SCORES_META).ok()?;
-        let s = meta.structure();
+        let s = meta_structure(buffer, SCORES_META)?;
         Some(Scores {
             scores: s.get::<gst::Buffer>("scores").ok()?,
             classes: s.get::<u32>("classes").ok()? as usize,
@@ -353,5 +394,17 @@ pub fn inference_is_asynchronous(query: &gst::QueryRef) -> bool {
             .structure()
             .is_some_and(|s| s.get::<bool>("asynchronous").unwrap_or(false)),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_c_names_are_the_registered_names() {
+        for name in [INPUT_TENSOR_META, SCORES_META] {
+            assert_eq!(c_name(name).to_str(), Ok(name));
+        }
     }
 }

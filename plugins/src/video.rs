@@ -3,8 +3,8 @@
 use gst_video::prelude::*;
 
 use ffnetseg::frame::{
-    Colorimetry, FrameView, FrameViewMut, PixelFormat, PlaneLayout, YuvMatrix, YuvRange,
-    plane_layouts,
+    Colorimetry, FrameView, FrameViewMut, MAX_PLANES, PixelFormat, PlaneLayout, YuvMatrix,
+    YuvRange, plane_layouts,
 };
 
 /// Caps formats all three elements accept.
@@ -35,7 +35,12 @@ pub fn colorimetry(info: &gst_video::VideoInfo) -> Colorimetry {
     }
 }
 
-fn layouts(format: PixelFormat, info: &gst_video::VideoInfo, strides: &[i32]) -> Vec<PlaneLayout> {
+/// The engine's layout of each plane, with GStreamer's strides.
+fn layouts<'a>(
+    format: PixelFormat,
+    info: &gst_video::VideoInfo,
+    strides: &'a [i32],
+) -> impl Iterator<Item = PlaneLayout> + 'a {
     plane_layouts(format, info.width() as usize, info.height() as usize)
         .zip(strides)
         .map(|((width, height, channels), stride)| PlaneLayout {
@@ -44,30 +49,35 @@ fn layouts(format: PixelFormat, info: &gst_video::VideoInfo, strides: &[i32]) ->
             channels,
             stride: *stride as usize,
         })
-        .collect()
 }
 
-/// A read-only engine view of a mapped frame.
+fn unsupported(info: &gst_video::VideoInfo) -> ffnetseg::Error {
+    ffnetseg::Error::Input(format!("unsupported format {}", info.format()))
+}
+
+/// A read-only engine view of a mapped frame (the planes are gathered on the stack: this
+/// runs for every frame).
 pub fn frame_view<'a>(
     frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>,
 ) -> Result<FrameView<'a>, ffnetseg::Error> {
     let info = frame.info();
-    let format = pixel_format(info)
-        .ok_or_else(|| ffnetseg::Error::Input(format!("unsupported format {}", info.format())))?;
-    let layouts = layouts(format, info, frame.plane_stride());
-    let mut planes = Vec::with_capacity(layouts.len());
-    for (i, l) in layouts.into_iter().enumerate() {
+    let format = pixel_format(info).ok_or_else(|| unsupported(info))?;
+    let mut planes: [Option<(&[u8], PlaneLayout)>; MAX_PLANES] = [None; MAX_PLANES];
+    for (i, l) in layouts(format, info, frame.plane_stride())
+        .enumerate()
+        .take(MAX_PLANES)
+    {
         let data = frame
             .plane_data(i as u32)
             .map_err(|e| ffnetseg::Error::Input(format!("plane {i} is not readable: {e}")))?;
-        planes.push((data, l));
+        planes[i] = Some((data, l));
     }
     FrameView::new(
         format,
         info.width() as usize,
         info.height() as usize,
         colorimetry(info),
-        planes,
+        planes.into_iter().flatten(),
     )
 }
 
@@ -76,25 +86,26 @@ pub fn frame_view_mut<'a>(
     frame: &'a mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
 ) -> Result<FrameViewMut<'a>, ffnetseg::Error> {
     let info = frame.info().clone();
-    let format = pixel_format(&info)
-        .ok_or_else(|| ffnetseg::Error::Input(format!("unsupported format {}", info.format())))?;
-    let strides: Vec<i32> = frame.plane_stride().to_vec();
-    let layouts = layouts(format, &info, &strides);
-    let n = layouts.len();
+    let format = pixel_format(&info).ok_or_else(|| unsupported(&info))?;
+    let mut strides = [0i32; gst_video::ffi::GST_VIDEO_MAX_PLANES as usize];
+    let given = frame.plane_stride();
+    strides[..given.len()].copy_from_slice(given);
     // Split the mutable borrow per plane: each plane's data is a disjoint region.
-    let mut ptrs = Vec::with_capacity(n);
-    for i in 0..n {
+    let mut planes: [Option<(*mut u8, usize, PlaneLayout)>; MAX_PLANES] = [None; MAX_PLANES];
+    for (i, l) in layouts(format, &info, &strides[..given.len()])
+        .enumerate()
+        .take(MAX_PLANES)
+    {
         let data = frame
             .plane_data_mut(i as u32)
             .map_err(|e| ffnetseg::Error::Input(format!("plane {i} is not writable: {e}")))?;
-        ptrs.push((data.as_mut_ptr(), data.len()));
+        planes[i] = Some((data.as_mut_ptr(), data.len(), l));
     }
-    let planes = ptrs
-        .into_iter()
-        .zip(layouts)
+    let planes = planes.into_iter().flatten().map(|(p, len, l)| {
         // SAFETY: the planes of a mapped video frame do not overlap, and they live as
         // long as the frame mapping borrowed for 'a.
-        .map(|((p, len), l)| (unsafe { std::slice::from_raw_parts_mut(p, len) }, l));
+        (unsafe { std::slice::from_raw_parts_mut(p, len) }, l)
+    });
     FrameViewMut::new(
         format,
         info.width() as usize,
