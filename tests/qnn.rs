@@ -6,6 +6,14 @@ use gst::prelude::*;
 use ffnetseg_tests::*;
 use gstffnetseg::meta::Scores;
 
+/// One simulator session at a time in this test binary: with two tests creating and running
+/// HTP-simulator sessions in parallel threads the process died with SIGSEGV inside the
+/// simulator (onnxruntime-qnn 2.7.0, x86-64; each test passes on its own).
+fn simulator() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn assert_qnn_wheel() {
     let venv_qnn = repo_root().join(".venv/lib/python3.11/site-packages/onnxruntime_qnn");
     let installed = std::env::var_os("HOME")
@@ -18,6 +26,7 @@ fn assert_qnn_wheel() {
 
 #[test]
 fn qnn_plugin_execution_provider_runs_the_whole_model_when_the_wheel_is_installed() {
+    let _simulator = simulator();
     // `make venv` installs the onnxruntime-qnn wheel; on x86-64 its HTP backend is Qualcomm's
     // simulator, so this exercises the same plugin registration, device choice and placement
     // code as a Snapdragon board (only slower).
@@ -56,6 +65,7 @@ fn qnn_plugin_execution_provider_runs_the_whole_model_when_the_wheel_is_installe
 
 #[test]
 fn qnn_context_cache_is_written_then_loaded_and_rebuilt_when_the_model_or_options_change() {
+    let _simulator = simulator();
     use ffnetseg::inference::{InferenceSession, Provider, SessionConfig, parse_provider_options};
     init();
     assert_qnn_wheel();
@@ -190,6 +200,7 @@ fn qnn_context_cache_is_written_then_loaded_and_rebuilt_when_the_model_or_option
 
 #[test]
 fn qnn_provider_options_are_accepted_by_the_htp_simulator_or_refused_with_a_clear_error() {
+    let _simulator = simulator();
     // Every documented QNN EP option, one session each, on the onnxruntime-qnn wheel's x86-64
     // HTP simulator (`make venv` installs it), with disable-cpu-fallback so that a session
     // exists only when QNN took every node. The table and the results are in
@@ -429,6 +440,7 @@ fn qnn_provider_options_are_accepted_by_the_htp_simulator_or_refused_with_a_clea
 
 #[test]
 fn mistyped_qnn_provider_options_reach_the_bus() {
+    let _simulator = simulator();
     init();
     assert_qnn_wheel();
     // A bad value: an error message that names the key and the valid values.
@@ -491,6 +503,7 @@ fn qnn_htp_library() -> std::path::PathBuf {
 
 #[test]
 fn quantized_io_selfie_model_runs_wholly_on_the_htp_simulator_and_its_masks_match_the_cpu() {
+    let _simulator = simulator();
     // The shipped NPU variant (W8A16, integer input and output) through the three elements
     // with CPU fallback forbidden: ffnetinfer must report qnn, and the masks must agree with
     // the same model on the CPU provider. Three small real frames (the simulator is slow).
