@@ -150,25 +150,22 @@ impl<P> std::ops::DerefMut for Planes<P> {
     }
 }
 
-/// A read-only frame: planes as slices with their strides.
+/// A frame: format, size, colorimetry and planes, each plane's bytes a `D` (a read-only
+/// or a writable slice: see [`FrameView`] and [`FrameViewMut`]).
 #[derive(Debug, Clone)]
-pub struct FrameView<'a> {
+pub struct FrameViewOf<D> {
     pub format: PixelFormat,
     pub width: usize,
     pub height: usize,
     pub colorimetry: Colorimetry,
-    pub planes: Planes<(&'a [u8], PlaneLayout)>,
+    pub planes: Planes<(D, PlaneLayout)>,
 }
 
+/// A read-only frame: planes as slices with their strides.
+pub type FrameView<'a> = FrameViewOf<&'a [u8]>;
+
 /// A writable frame (in-place rendering).
-#[derive(Debug)]
-pub struct FrameViewMut<'a> {
-    pub format: PixelFormat,
-    pub width: usize,
-    pub height: usize,
-    pub colorimetry: Colorimetry,
-    pub planes: Planes<(&'a mut [u8], PlaneLayout)>,
-}
+pub type FrameViewMut<'a> = FrameViewOf<&'a mut [u8]>;
 
 fn check_planes(
     format: PixelFormat,
@@ -213,22 +210,23 @@ fn check_planes(
     Ok(())
 }
 
-impl<'a> FrameView<'a> {
+impl<D: AsRef<[u8]> + Default> FrameViewOf<D> {
+    /// A view of these planes, checked against the format and size.
     pub fn new(
         format: PixelFormat,
         width: usize,
         height: usize,
         colorimetry: Colorimetry,
-        planes: impl IntoIterator<Item = (&'a [u8], PlaneLayout)>,
+        planes: impl IntoIterator<Item = (D, PlaneLayout)>,
     ) -> Result<Self> {
         let planes = Planes::collect(format, planes)?;
         check_planes(
             format,
             width,
             height,
-            planes.iter().map(|(d, l)| (d.len(), *l)),
+            planes.iter().map(|(d, l)| (d.as_ref().len(), *l)),
         )?;
-        Ok(FrameView {
+        Ok(FrameViewOf {
             format,
             width,
             height,
@@ -236,7 +234,9 @@ impl<'a> FrameView<'a> {
             planes,
         })
     }
+}
 
+impl<'a> FrameView<'a> {
     /// A view of tightly packed data (tests, examples).
     pub fn packed(
         format: PixelFormat,
@@ -271,29 +271,6 @@ fn packed_layout(width: usize, height: usize, channels: usize) -> PlaneLayout {
 }
 
 impl<'a> FrameViewMut<'a> {
-    pub fn new(
-        format: PixelFormat,
-        width: usize,
-        height: usize,
-        colorimetry: Colorimetry,
-        planes: impl IntoIterator<Item = (&'a mut [u8], PlaneLayout)>,
-    ) -> Result<Self> {
-        let planes = Planes::collect(format, planes)?;
-        check_planes(
-            format,
-            width,
-            height,
-            planes.iter().map(|(d, l)| (d.len(), *l)),
-        )?;
-        Ok(FrameViewMut {
-            format,
-            width,
-            height,
-            colorimetry,
-            planes,
-        })
-    }
-
     /// A writable view of tightly packed data.
     pub fn packed(
         format: PixelFormat,

@@ -223,6 +223,31 @@ mod tests {
         c.data_typed::<f32>().unwrap().to_vec()
     }
 
+    /// Feeds scores that cover the whole model input (no letterbox region).
+    fn feed(post: &mut Postprocessor, data: &[f32], spec: OutputSpec) {
+        post.update(&ScoresView {
+            data,
+            spec,
+            region: None,
+        })
+        .unwrap();
+    }
+
+    /// Every pixel of the `w`×`h` probability map is within 1e-6 of `expected`.
+    fn assert_probability_everywhere(
+        post: &mut Postprocessor,
+        w: usize,
+        h: usize,
+        expected: f32,
+        why: &str,
+    ) {
+        let p = read(post.probability_at(w, h).unwrap());
+        assert!(
+            p.iter().all(|v| (v - expected).abs() < 1e-6),
+            "{why}: {p:?}"
+        );
+    }
+
     #[test]
     fn hand_written_overlay_and_mask_match_the_opencv_route() {
         use crate::frame::packed_frame_size;
@@ -250,12 +275,7 @@ mod tests {
                     for route in [Route::HandWritten, Route::OpenCv] {
                         let mut post = Postprocessor::new(PostprocessConfig::default()).unwrap();
                         post.set_route(route);
-                        let view = ScoresView {
-                            data: &scores,
-                            spec,
-                            region: None,
-                        };
-                        post.update(&view).unwrap();
+                        feed(&mut post, &scores, spec);
                         let mut data = frame.clone();
                         let mut fv = FrameViewMut::packed(format, w, h, &mut data).unwrap();
                         post.render_overlay(&mut fv, [255, 0, 0], opacity).unwrap();
@@ -337,12 +357,7 @@ mod tests {
                             let mut post =
                                 Postprocessor::new(PostprocessConfig::default()).unwrap();
                             post.set_route(route);
-                            post.update(&ScoresView {
-                                data: &logits,
-                                spec,
-                                region: None,
-                            })
-                            .unwrap();
+                            feed(&mut post, &logits, spec);
                             let mut data = frame.clone();
                             let mut fv = FrameViewMut::packed(format, w, h, &mut data).unwrap();
                             post.render_classes(&mut fv, opacity).unwrap();
@@ -372,30 +387,10 @@ mod tests {
         .unwrap();
         let (p0, spec) = one_channel(&[0.2; 4], 2, 2);
         let (p1, _) = one_channel(&[1.0; 4], 2, 2);
-        post.update(&ScoresView {
-            data: &p0,
-            spec,
-            region: None,
-        })
-        .unwrap();
-        assert!(
-            read(post.probability_at(2, 2).unwrap())
-                .iter()
-                .all(|v| (v - 0.2).abs() < 1e-6),
-            "s0 = p0"
-        );
-        post.update(&ScoresView {
-            data: &p1,
-            spec,
-            region: None,
-        })
-        .unwrap();
-        assert!(
-            read(post.probability_at(2, 2).unwrap())
-                .iter()
-                .all(|v| (v - 0.6).abs() < 1e-6),
-            "0.5·1 + 0.5·0.2"
-        );
+        feed(&mut post, &p0, spec);
+        assert_probability_everywhere(&mut post, 2, 2, 0.2, "s0 = p0");
+        feed(&mut post, &p1, spec);
+        assert_probability_everywhere(&mut post, 2, 2, 0.6, "0.5·1 + 0.5·0.2");
         // 0.6 > 0.55: foreground.
         assert!(
             read(&post.alpha_at(4, 4).unwrap())
@@ -404,18 +399,8 @@ mod tests {
         );
         post.reset();
         assert!(!post.has_state());
-        post.update(&ScoresView {
-            data: &p0,
-            spec,
-            region: None,
-        })
-        .unwrap();
-        assert!(
-            read(post.probability_at(2, 2).unwrap())
-                .iter()
-                .all(|v| (v - 0.2).abs() < 1e-6),
-            "after reset s0 = p0 again"
-        );
+        feed(&mut post, &p0, spec);
+        assert_probability_everywhere(&mut post, 2, 2, 0.2, "after reset s0 = p0 again");
     }
 
     #[test]
@@ -438,12 +423,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        post.update(&ScoresView {
-            data: &logits,
-            spec,
-            region: None,
-        })
-        .unwrap();
+        feed(&mut post, &logits, spec);
         let p = read(post.probability_at(2, 1).unwrap());
         let e5 = 5f32.exp();
         let expected = [1.0 / (e5 + 2.0), e5 / (e5 + 2.0)];
@@ -492,12 +472,7 @@ mod tests {
                 height: h,
                 layout,
             };
-            post.update(&ScoresView {
-                data,
-                spec,
-                region: None,
-            })
-            .unwrap();
+            feed(&mut post, data, spec);
             let p = read(post.probability_at(w, h).unwrap());
             for i in 0..h * w {
                 assert!(

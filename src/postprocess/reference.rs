@@ -7,9 +7,8 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::Postprocessor;
-use super::render::fill_constant;
+use super::render::{PaintColour, fill_constant};
 use crate::classes::palette_color;
-use crate::cvmat::{ensure_same_data, view_mut};
 use crate::error::Result;
 use crate::frame::{FrameViewMut, PixelFormat, Role};
 
@@ -27,31 +26,31 @@ impl Postprocessor {
     pub(super) fn overlay_reference(
         &mut self,
         frame: &mut FrameViewMut<'_>,
-        color: [u8; 3],
+        colour: PaintColour,
         opacity: f32,
     ) -> Result<()> {
-        let yuv = frame.colorimetry.rgb_to_yuv(color);
-        let gray = frame.format == PixelFormat::Gray8;
         let o = opacity as f64;
-        for painted in frame.format.info().painted {
-            let (data, l) = &mut frame.planes[painted.plane];
-            let (cols, rows, cn) = (l.width / painted.columns, l.height, painted.roles.len());
-            view_mut!(dst = data, rows, cols, cn, l.stride);
-            let ptr = dst.data();
-            let size = Size::new(cols as i32, rows as i32);
-            self.alpha_u8(size)?;
-            let [a, b, c, d] = super::render::pixel_of(painted.roles, color, yuv, gray);
+        self.paint_planes(frame, "overlay", |this, _, painted, dst, size| {
+            this.alpha_u8(size)?;
+            let [a, b, c, d] = colour.pixel(painted.roles);
             let colour = Scalar::new(a, b, c, d);
             if o >= 1.0 {
-                dst.set_to(&colour, &self.alpha)?;
+                dst.set_to(&colour, &this.alpha)?;
             } else {
-                fill_constant(&mut self.constant, size, dst.typ(), colour)?;
-                core::add_weighted(&dst, 1.0 - o, &self.constant, o, 0.0, &mut self.blended, -1)?;
-                self.blended.copy_to_masked(&mut dst, &self.alpha)?;
+                fill_constant(&mut this.constant, size, dst.typ(), colour)?;
+                core::add_weighted(
+                    &*dst,
+                    1.0 - o,
+                    &this.constant,
+                    o,
+                    0.0,
+                    &mut this.blended,
+                    -1,
+                )?;
+                this.blended.copy_to_masked(dst, &this.alpha)?;
             }
-            ensure_same_data(&dst, ptr, "overlay")?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Class colours by nearest-neighbour label upsampling, one palette `LUT` per channel
@@ -63,15 +62,10 @@ impl Postprocessor {
     ) -> Result<()> {
         let colorimetry = frame.colorimetry;
         let gray = frame.format == PixelFormat::Gray8;
-        for painted in frame.format.info().painted {
-            let (data, l) = &mut frame.planes[painted.plane];
-            let (cols, rows, cn) = (l.width / painted.columns, l.height, painted.roles.len());
-            view_mut!(dst = data, rows, cols, cn, l.stride);
-            let ptr = dst.data();
-            let size = Size::new(cols as i32, rows as i32);
+        self.paint_planes(frame, "class overlay", |this, _, painted, dst, size| {
             imgproc::resize(
-                &self.labels_small,
-                &mut self.labels,
+                &this.labels_small,
+                &mut this.labels,
                 size,
                 0.0,
                 0.0,
@@ -82,16 +76,15 @@ impl Postprocessor {
                 let lut = palette_lut(*role, colorimetry, gray);
                 let lut = Mat::from_slice(&lut)?;
                 let mut m = Mat::default();
-                core::lut(&self.labels, &lut, &mut m)?;
+                core::lut(&this.labels, &lut, &mut m)?;
                 channels.push(m);
             }
-            core::merge(&channels, &mut self.palette_image)?;
+            core::merge(&channels, &mut this.palette_image)?;
             let src = dst.try_clone()?;
             let o = opacity as f64;
-            core::add_weighted(&src, 1.0 - o, &self.palette_image, o, 0.0, &mut dst, -1)?;
-            ensure_same_data(&dst, ptr, "class overlay")?;
-        }
-        Ok(())
+            core::add_weighted(&src, 1.0 - o, &this.palette_image, o, 0.0, dst, -1)?;
+            Ok(())
+        })
     }
 }
 

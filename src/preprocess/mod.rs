@@ -229,7 +229,9 @@ fn tensor_is_aligned(out: &[u8], dtype: DType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{Colorimetry, PixelFormat, YuvMatrix, YuvRange, packed_frame_size};
+    use crate::frame::{
+        Colorimetry, ColourKind, PixelFormat, YuvMatrix, YuvRange, packed_frame_size,
+    };
 
     fn config(w: usize, h: usize, layout: Layout, dtype: DType) -> PreprocessConfig {
         PreprocessConfig {
@@ -306,14 +308,10 @@ mod tests {
         ] {
             for (range, limited) in [(YuvRange::Limited, true), (YuvRange::Full, false)] {
                 let [y, u, v] = encode(rgb, kr, kb, limited);
-                for format in [
-                    PixelFormat::Nv12,
-                    PixelFormat::Nv21,
-                    PixelFormat::I420,
-                    PixelFormat::Yv12,
-                    PixelFormat::Yuy2,
-                    PixelFormat::Uyvy,
-                ] {
+                let yuv_formats = PixelFormat::ALL
+                    .into_iter()
+                    .filter(|f| matches!(f.info().colour, ColourKind::Yuv(_)));
+                for format in yuv_formats {
                     let (w, h) = (6, 4);
                     let mut data = vec![0u8; packed_frame_size(format, w, h)];
                     let luma = w * h;

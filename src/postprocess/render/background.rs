@@ -7,7 +7,6 @@ use opencv::prelude::*;
 
 use super::super::Postprocessor;
 use super::one_minus;
-use crate::cvmat::{ensure_same_data, view_mut};
 use crate::error::{Error, Result};
 use crate::frame::{Colorimetry, FrameViewMut, PixelFormat, Role};
 
@@ -56,28 +55,22 @@ impl Postprocessor {
         frame: &mut FrameViewMut<'_>,
         mut background: impl FnMut(usize, &BoxedRefMut<'_, Mat>, &mut Mat) -> Result<()>,
     ) -> Result<()> {
-        for (index, painted) in frame.format.info().painted.iter().enumerate() {
-            let (data, l) = &mut frame.planes[painted.plane];
-            let (cols, rows, cn) = (l.width / painted.columns, l.height, painted.roles.len());
-            view_mut!(dst = data, rows, cols, cn, l.stride);
-            let ptr = dst.data();
-            let size = Size::new(cols as i32, rows as i32);
-            self.alpha_u8(size)?;
-            background(index, &dst, &mut self.blurred)?;
-            if self.config.blur <= 1 {
+        self.paint_planes(frame, "background", |this, index, _, dst, size| {
+            this.alpha_u8(size)?;
+            background(index, dst, &mut this.blurred)?;
+            if this.config.blur <= 1 {
                 // Background = where the mask is 0.
-                core::bitwise_not(&self.alpha, &mut self.hard, &core::no_array())?;
-                self.blurred.copy_to_masked(&mut dst, &self.hard)?;
+                core::bitwise_not(&this.alpha, &mut this.hard, &core::no_array())?;
+                this.blurred.copy_to_masked(dst, &this.hard)?;
             } else {
-                self.alpha
-                    .convert_to(&mut self.weights, core::CV_32F, 1.0 / 255.0, 0.0)?;
-                one_minus(&self.weights, &mut self.inverse)?;
+                this.alpha
+                    .convert_to(&mut this.weights, core::CV_32F, 1.0 / 255.0, 0.0)?;
+                one_minus(&this.weights, &mut this.inverse)?;
                 let src = dst.try_clone()?;
-                imgproc::blend_linear(&src, &self.blurred, &self.weights, &self.inverse, &mut dst)?;
+                imgproc::blend_linear(&src, &this.blurred, &this.weights, &this.inverse, dst)?;
             }
-            ensure_same_data(&dst, ptr, "background")?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 

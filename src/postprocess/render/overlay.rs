@@ -1,15 +1,14 @@
 //! The mask overlay: `out = frame·(1 − o·alpha) + colour·o·alpha`, in place, in the
 //! frame's format.
 
-use opencv::core::{self, Scalar, Size};
+use opencv::core::{self, Scalar};
 use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::super::{Postprocessor, kernels};
-use super::{fill_constant, one_minus, pixel_of};
-use crate::cvmat::{ensure_same_data, view_mut};
+use super::{PaintColour, fill_constant, one_minus};
 use crate::error::Result;
-use crate::frame::{FrameViewMut, PixelFormat};
+use crate::frame::FrameViewMut;
 use crate::kernels::Route;
 
 impl Postprocessor {
@@ -25,10 +24,11 @@ impl Postprocessor {
         color: [u8; 3],
         opacity: f32,
     ) -> Result<()> {
+        let colour = PaintColour::for_frame(frame, color);
         match (self.route, self.config.blur <= 1) {
-            (Route::HandWritten, true) => self.overlay_masked_pixels(frame, color, opacity),
-            (Route::OpenCv, true) => self.overlay_reference(frame, color, opacity),
-            (_, false) => self.overlay_soft(frame, color, opacity),
+            (Route::HandWritten, true) => self.overlay_masked_pixels(frame, colour, opacity),
+            (Route::OpenCv, true) => self.overlay_reference(frame, colour, opacity),
+            (_, false) => self.overlay_soft(frame, colour, opacity),
         }
     }
 
@@ -36,45 +36,35 @@ impl Postprocessor {
     fn overlay_soft(
         &mut self,
         frame: &mut FrameViewMut<'_>,
-        color: [u8; 3],
+        colour: PaintColour,
         opacity: f32,
     ) -> Result<()> {
-        let yuv = frame.colorimetry.rgb_to_yuv(color);
-        let gray = frame.format == PixelFormat::Gray8;
-        for painted in frame.format.info().painted {
-            let (data, l) = &mut frame.planes[painted.plane];
-            let (cols, rows, cn) = (l.width / painted.columns, l.height, painted.roles.len());
-            view_mut!(dst = data, rows, cols, cn, l.stride);
-            let ptr = dst.data();
-            let size = Size::new(cols as i32, rows as i32);
-            self.alpha_u8(size)?;
-            let [a, b, c, d] = pixel_of(painted.roles, color, yuv, gray);
-            fill_constant(&mut self.constant, size, dst.typ(), Scalar::new(a, b, c, d))?;
-            self.alpha
-                .convert_to(&mut self.weights, core::CV_32F, opacity as f64 / 255.0, 0.0)?;
-            one_minus(&self.weights, &mut self.inverse)?;
+        self.paint_planes(frame, "overlay", |this, _, painted, dst, size| {
+            this.alpha_u8(size)?;
+            let [a, b, c, d] = colour.pixel(painted.roles);
+            fill_constant(&mut this.constant, size, dst.typ(), Scalar::new(a, b, c, d))?;
+            this.alpha
+                .convert_to(&mut this.weights, core::CV_32F, opacity as f64 / 255.0, 0.0)?;
+            one_minus(&this.weights, &mut this.inverse)?;
             let src = dst.try_clone()?;
-            imgproc::blend_linear(&src, &self.constant, &self.inverse, &self.weights, &mut dst)?;
-            ensure_same_data(&dst, ptr, "overlay")?;
-        }
-        Ok(())
+            imgproc::blend_linear(&src, &this.constant, &this.inverse, &this.weights, dst)?;
+            Ok(())
+        })
     }
 
     /// One pass over the masked pixels only (see `mask_runs`).
     fn overlay_masked_pixels(
         &mut self,
         frame: &mut FrameViewMut<'_>,
-        color: [u8; 3],
+        colour: PaintColour,
         opacity: f32,
     ) -> Result<()> {
-        let yuv = frame.colorimetry.rgb_to_yuv(color);
-        let gray = frame.format == PixelFormat::Gray8;
         self.prepare_runs()?;
         for painted in frame.format.info().painted {
             let (data, l) = &mut frame.planes[painted.plane];
             let (cols, rows, stride) = (l.width / painted.columns, l.height, l.stride);
             let cn = painted.roles.len();
-            let pixel = pixel_of(painted.roles, color, yuv, gray).map(|v| v as u8);
+            let pixel = colour.pixel(painted.roles).map(|v| v as u8);
             let (keep, terms) = kernels::blend_terms(pixel, opacity);
             self.colour_terms.clear();
             self.colour_terms
