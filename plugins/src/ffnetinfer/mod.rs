@@ -22,6 +22,7 @@ mod engine;
  * ]|
  */
 mod imp;
+mod ota;
 mod worker;
 
 glib::wrapper! {
