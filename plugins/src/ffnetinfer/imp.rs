@@ -3,6 +3,8 @@
 //! to the worker ([`super::worker`], `mode=async`), and attaches the newest result.
 //! Setting `model` while playing loads the new model in the background and switches
 //! between two frames; a model that fails to load leaves the old one running with a warning.
+//! With `reload-on-change`, a watcher ([`super::ota`]) does the same when the model file is
+//! replaced; with `verify-digest`, a model whose SHA-256 does not match is never loaded.
 
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
@@ -18,7 +20,8 @@ use gst_base::subclass::prelude::*;
 use ffnetseg::inference::{ModelContract, SessionConfig, parse_provider_options};
 use ffnetseg::tensor::TensorSpec;
 
-use super::engine::{Engine, Job, Remarks};
+use super::engine::{Engine, Job, OpenError, Remarks};
+use super::ota::{self, Watched, Watcher};
 use super::worker::{Runner, Shared, SharedState, Stats};
 use super::{ModeChoice, ProviderChoice};
 use crate::error::flow_error;
@@ -40,6 +43,8 @@ const DEFAULT_MODE: ModeChoice = ModeChoice::Sync;
 const DEFAULT_INTERVAL: u32 = 1;
 const MAX_INTERVAL: u32 = 1000;
 const DEFAULT_SPIN: bool = false;
+const DEFAULT_RELOAD_ON_CHANGE: bool = false;
+const DEFAULT_VERIFY_DIGEST: bool = false;
 
 /// How often (in frames) the stats element message is posted.
 const STATS_EVERY: u64 = 30;
@@ -63,6 +68,8 @@ struct Settings {
     spin: bool,
     ep_library: Option<PathBuf>,
     context_cache: Option<PathBuf>,
+    reload_on_change: bool,
+    verify_digest: bool,
 }
 
 impl Default for Settings {
@@ -80,6 +87,8 @@ impl Default for Settings {
             spin: DEFAULT_SPIN,
             ep_library: None,
             context_cache: None,
+            reload_on_change: DEFAULT_RELOAD_ON_CHANGE,
+            verify_digest: DEFAULT_VERIFY_DIGEST,
         }
     }
 }
@@ -100,11 +109,54 @@ impl Settings {
         })
     }
 
+    /// Opens the model, first checking its SHA-256 when verify-digest is set. The file's
+    /// identity is compared before and after, so a file replaced between the check and the
+    /// load is not taken unverified.
+    fn open_model(&self) -> Result<(Engine, Remarks), LoadError> {
+        let Some(path) = self.model.as_ref().filter(|_| self.verify_digest) else {
+            return Engine::open(self.session_config()).map_err(LoadError::Open);
+        };
+        let before = ota::identity(path);
+        ota::verify_digest(path).map_err(LoadError::Digest)?;
+        let opened = Engine::open(self.session_config()).map_err(LoadError::Open)?;
+        if ota::identity(path) != before {
+            return Err(LoadError::Digest(format!(
+                "{} changed while it was verified and loaded; it is checked again at its next change",
+                path.display()
+            )));
+        }
+        Ok(opened)
+    }
+
     fn model_name(&self) -> String {
         self.model
             .as_ref()
             .map(|m| m.display().to_string())
             .unwrap_or_default()
+    }
+}
+
+/// Why a model was not taken.
+enum LoadError {
+    Open(OpenError),
+    Digest(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Open(e) => e.fmt(f),
+            LoadError::Digest(e) => f.write_str(e),
+        }
+    }
+}
+
+impl LoadError {
+    fn to_message(&self) -> gst::ErrorMessage {
+        match self {
+            LoadError::Open(e) => e.to_message(),
+            LoadError::Digest(e) => gst::error_msg!(gst::ResourceError::NotAuthorized, ("{e}")),
+        }
     }
 }
 
@@ -135,6 +187,8 @@ pub struct FfnetInfer {
     shared: SharedState,
     /// A model being loaded in the background (hot swap); at most one at a time.
     loading: Mutex<Option<JoinHandle<()>>>,
+    /// Polls the model file while started with reload-on-change.
+    watcher: Mutex<Option<Watcher>>,
 }
 
 impl FfnetInfer {
@@ -213,7 +267,7 @@ impl FfnetInfer {
         let spawned = std::thread::Builder::new()
             .name("ffnetinfer-loader".into())
             .spawn(move || {
-                let result = Engine::open(settings.session_config());
+                let result = settings.open_model();
                 let Some(el) = weak.upgrade() else { return };
                 let imp = el.imp();
                 match result {
@@ -240,6 +294,61 @@ impl FfnetInfer {
                     ("cannot start loading the new model, the previous one keeps running: {e}")
                 );
             }
+        }
+    }
+
+    /// Starts polling the model file (reload-on-change), from what it is now.
+    fn start_watcher(&self) {
+        let mut watcher = self.watcher.lock().unwrap();
+        if watcher.is_some() {
+            return;
+        }
+        let baseline = {
+            let s = self.settings.lock().unwrap();
+            s.model.as_ref().map(|p| Watched::now(p, s.verify_digest))
+        };
+        let last = Mutex::new(baseline);
+        let started = Watcher::start(self.obj().downgrade(), move |el: &super::FfnetInfer| {
+            el.imp().poll_model_file(&mut last.lock().unwrap());
+        });
+        match started {
+            Ok(w) => *watcher = Some(w),
+            Err(e) => gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Failed,
+                ("cannot start watching the model file, a replaced model is not picked up: {e}")
+            ),
+        }
+    }
+
+    fn stop_watcher(&self) {
+        // Joined outside the lock: a poll in progress may need the element's other locks.
+        let watcher = self.watcher.lock().unwrap().take();
+        drop(watcher);
+    }
+
+    /// One poll of the watcher: loads the model again when its file (or, with
+    /// verify-digest, its .sha256) was replaced since the last poll.
+    fn poll_model_file(&self, last: &mut Option<Watched>) {
+        let settings = self.settings.lock().unwrap().clone();
+        let Some(path) = settings.model.as_ref() else {
+            *last = None;
+            return;
+        };
+        let now = Watched::now(path, settings.verify_digest);
+        let path_changed = last.as_ref().is_none_or(|l| l.path != now.path);
+        let replaced = !path_changed && last.as_ref() != Some(&now);
+        // A missing file (mid-update) keeps the old model; its reappearance is a change.
+        let present = now.model.is_some();
+        *last = Some(now);
+        if replaced && present {
+            gst::info!(
+                CAT,
+                imp = self,
+                "{} was replaced: loading it",
+                path.display()
+            );
+            self.load_in_background(settings);
         }
     }
 
@@ -522,6 +631,18 @@ fn model_properties() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_INTERVAL)
             .mutable_playing()
             .build(),
+        glib::ParamSpecBoolean::builder("reload-on-change")
+            .nick("Reload on change")
+            .blurb("Watch the model file (every 500 ms) and load it again when it is replaced, e.g. renamed over by an update system; it takes over between two frames like a new model property, and a new file that does not load or does not fit keeps the old model running with a warning. Can change while PLAYING")
+            .default_value(DEFAULT_RELOAD_ON_CHANGE)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecBoolean::builder("verify-digest")
+            .nick("Verify digest")
+            .blurb("Load a model only when its SHA-256 matches the MODEL.sha256 file next to it (sha256sum format): at start a mismatch or a missing file is an error, on a reload or model change a warning and the old model keeps running. Can change while PLAYING (checked at the next load)")
+            .default_value(DEFAULT_VERIFY_DIGEST)
+            .mutable_playing()
+            .build(),
     ]
 }
 
@@ -646,6 +767,27 @@ impl ObjectImpl for FfnetInfer {
                 s.interval = value.get().expect("type checked upstream");
                 gst::info!(CAT, imp = self, "interval set to {}", s.interval);
             }
+            "reload-on-change" => {
+                s.reload_on_change = value.get().expect("type checked upstream");
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "reload-on-change set to {}",
+                    s.reload_on_change
+                );
+                let watch = s.reload_on_change;
+                drop(s);
+                let running = self.state.lock().unwrap().is_some();
+                match (watch, running) {
+                    (true, true) => self.start_watcher(),
+                    (false, _) => self.stop_watcher(),
+                    (true, false) => {} // started with the element
+                }
+            }
+            "verify-digest" => {
+                s.verify_digest = value.get().expect("type checked upstream");
+                gst::info!(CAT, imp = self, "verify-digest set to {}", s.verify_digest);
+            }
             name => self.set_ready_only(&mut s, name, value),
         }
     }
@@ -665,6 +807,8 @@ impl ObjectImpl for FfnetInfer {
             "spin" => s.spin.to_value(),
             "ep-library" => path_value(&s.ep_library),
             "context-cache" => path_value(&s.context_cache),
+            "reload-on-change" => s.reload_on_change.to_value(),
+            "verify-digest" => s.verify_digest.to_value(),
             "active-provider" => stats.active_provider.as_ref().to_value(),
             "inferences" => stats.inferences.to_value(),
             "frames-reused" => stats.frames_reused.to_value(),
@@ -709,8 +853,7 @@ impl BaseTransformImpl for FfnetInfer {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        let (engine, remarks) =
-            Engine::open(settings.session_config()).map_err(|e| e.to_message())?;
+        let (engine, remarks) = settings.open_model().map_err(|e| e.to_message())?;
         self.announce(&engine, &remarks, &settings.model_name(), settings.provider);
         *self.shared.0.lock().unwrap() = Shared {
             stats: Stats {
@@ -722,10 +865,14 @@ impl BaseTransformImpl for FfnetInfer {
         // Sync until the first frame tells whether the pipeline is live (mode=auto).
         let asynchronous = settings.mode == ModeChoice::Async;
         *self.state.lock().unwrap() = Some(self.start_runner(engine, asynchronous)?);
+        if settings.reload_on_change {
+            self.start_watcher();
+        }
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.stop_watcher();
         if let Some(t) = self.loading.lock().unwrap().take() {
             let _ = t.join();
         }

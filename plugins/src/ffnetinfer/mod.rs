@@ -14,7 +14,9 @@ mod engine;
  * the streaming thread (`mode=sync`, every frame waits for its own result) or on its own
  * thread (`mode=async`, frames never wait and carry the newest finished result). The
  * execution provider (CPU, Qualcomm QNN NPU, CUDA, TensorRT, XNNPACK, OpenVINO) is chosen
- * with `provider`. Setting `model` while playing loads the new model in the background.
+ * with `provider`. Setting `model` while playing loads the new model in the background;
+ * with `reload-on-change`, so does a new file renamed over the model (an over-the-air
+ * update), and with `verify-digest` only a model matching its `MODEL.sha256` is loaded.
  *
  * ## Example launch line
  * |[
@@ -22,6 +24,7 @@ mod engine;
  * ]|
  */
 mod imp;
+mod ota;
 mod worker;
 
 glib::wrapper! {
