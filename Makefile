@@ -85,6 +85,7 @@ install: build venv
 	    [ -e "$$f" ] && install -m 0644 $$f $(ORT_DIR)/; done; \
 	  qnn=$$(ls -d $(VENV)/lib/python3*/site-packages/onnxruntime_qnn 2>/dev/null | head -1); \
 	  if [ -n "$$qnn" ]; then mkdir -p $(ORT_DIR)/qnn && install -m 0644 $$qnn/*.so $(ORT_DIR)/qnn/; \
+	    install -m 0644 $$qnn/build_and_package_info.py $$qnn-*.dist-info/METADATA $(ORT_DIR)/qnn/; \
 	    if [ -d "$$qnn.libs" ]; then mkdir -p $(ORT_DIR)/onnxruntime_qnn.libs && \
 	      install -m 0644 $$qnn.libs/*.so* $(ORT_DIR)/onnxruntime_qnn.libs/; fi; \
 	    if ldd $(ORT_DIR)/qnn/libQnnHtp.so | grep 'not found'; then \

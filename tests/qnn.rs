@@ -540,3 +540,33 @@ fn quantized_io_selfie_model_runs_wholly_on_the_htp_simulator_and_its_masks_matc
         assert!(agree >= 0.999, "frame {i}: masks agree on only {agree}");
     }
 }
+
+#[test]
+fn a_qnn_execution_provider_of_another_series_is_refused_naming_both_versions() {
+    init();
+    assert_qnn_wheel();
+    // The real plugin library beside version files that say onnxruntime-qnn 3.0.0: the
+    // element must refuse it before loading, naming what it found and what it needs.
+    let real = qnn_htp_library().with_file_name("libonnxruntime_providers_qnn.so");
+    let dir = std::env::temp_dir().join(format!("ffnetseg-qnn-3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(&real, dir.join("libonnxruntime_providers_qnn.so")).unwrap();
+    std::fs::write(
+        dir.join("build_and_package_info.py"),
+        "__version__ = '3.0.0'\nqnn_version = '3.1.0'\n",
+    )
+    .unwrap();
+    let text = first_error(&format!(
+        "videotestsrc num-buffers=2 ! segpreproc ! ffnetinfer provider=qnn \
+         disable-cpu-fallback=true ep-library={} model={} ! fakesink",
+        dir.display(),
+        selfie_model()
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        text.contains("onnxruntime-qnn 3.0.0 (QNN SDK 3.1.0)")
+            && text.contains("ffnetseg needs onnxruntime-qnn 2.x"),
+        "{text}"
+    );
+}

@@ -232,14 +232,15 @@ for arch in $arches; do
   if [ "$arch" = amd64 ]; then rel=$T/release; else rel=$T/$rtarget/release; fi
   echo "== $arch packages → $out"
 
-  # ffnetseg: the plugin.
+  # ffnetseg: the plugin. Breaks keeps apt from pairing it with a QNN EP outside the 2.x series
+  # it drives (the same range ffnetinfer checks at run time: src/inference/qnn_ep_version.rs).
   stage_new ffnetseg "$arch"
   install -Dm0644 "$rel/libgstffnetseg.so" "$S/usr/lib/$trip/gstreamer-1.0/libgstffnetseg.so"
   $strip --strip-unneeded --remove-section=.comment --remove-section=.note "$S/usr/lib/$trip/gstreamer-1.0/libgstffnetseg.so"
   rust_copyright ffnetseg "$rtarget" gstffnetseg
   deps=$(shlibdeps "$arch" "$S/usr/lib/$trip/gstreamer-1.0/libgstffnetseg.so")
   finish_pkg ffnetseg "$PLUGIN_VERSION-$REV" "$arch" "$deps, ffnetseg-onnxruntime (>= $ORT_MIN_PLUGIN)" \
-    "$(printf 'Recommends: ffnetseg-models, gstreamer1.0-plugins-base\nSuggests: ffnetseg-tools, ffnetseg-qnn, gstreamer1.0-tools')" \
+    "$(printf 'Recommends: ffnetseg-models, gstreamer1.0-plugins-base\nSuggests: ffnetseg-tools, ffnetseg-qnn, gstreamer1.0-tools\nBreaks: ffnetseg-qnn (<< 2~), ffnetseg-qnn (>= 3~), ffnetseg-qnn-sim (<< 2~), ffnetseg-qnn-sim (>= 3~)')" \
     "$(printf '%s\n %s\n .\n %s\n %s\n %s' "GStreamer elements for on-device video segmentation" \
       "segpreproc, ffnetinfer, segpostproc: a camera frame in; a mask, overlay," \
       "blurred background or class map out. ffnetinfer loads ONNX Runtime at run" \
@@ -304,11 +305,18 @@ for arch in $arches; do
         printf '\nLicense: MIT\n'; mit_text
       } >> "$dd/copyright"
     }
+    # The wheel's version files, beside the EP: ffnetinfer reads them to refuse an EP of
+    # another series or one that needs a newer ONNX Runtime (src/inference/qnn_ep_version.rs).
+    qnn_version_files() {  # qnn_version_files DIR
+      install -m0644 "$q/build_and_package_info.py" "$1/"
+      install -m0644 "$x/onnxruntime_qnn-$QNN_VERSION.dist-info/METADATA" "$1/"
+    }
     if [ "$arch" = arm64 ]; then
       stage_new ffnetseg-qnn arm64; d=$S/usr/lib/ffnetseg/qnn; mkdir -p "$d"
       for f in libonnxruntime_providers_qnn.so libQnnHtp.so libQnnHtpPrepare.so libQnnSystem.so libQnnHtpNetRunExtensions.so; do
         install -m0644 "$q/$f" "$d/"
       done
+      qnn_version_files "$d"
       qnn_copyright ffnetseg-qnn
       deps=$(shlibdeps arm64 "$d"/*.so)
       finish_pkg ffnetseg-qnn "$QNN_VERSION-$REV" arm64 "$deps, ffnetseg-onnxruntime (>= $ORT_MIN_QNN)" \
@@ -340,6 +348,7 @@ for arch in $arches; do
     else
       stage_new ffnetseg-qnn-sim amd64; d=$S/usr/lib/ffnetseg/qnn; mkdir -p "$d" "$S/usr/lib/ffnetseg/onnxruntime_qnn.libs"
       for f in libonnxruntime_providers_qnn.so libQnnHtp.so libHtpPrepare.so libQnnSystem.so; do install -m0644 "$q/$f" "$d/"; done
+      qnn_version_files "$d"
       # libQnnHtp.so finds its libc++ through RPATH $ORIGIN/../onnxruntime_qnn.libs (as in make install).
       install -m0644 "$x"/onnxruntime_qnn.libs/* "$S/usr/lib/ffnetseg/onnxruntime_qnn.libs/"
       qnn_copyright ffnetseg-qnn-sim

@@ -10,6 +10,7 @@
 //! - `fixed_run`: runs without a heap allocation per frame for fixed-shape models.
 //! - [`runtime`]: loading libonnxruntime once per process.
 //! - [`plugin_ep`]: execution providers shipped as plugin libraries (QNN).
+//! - [`qnn_ep_version`]: which onnxruntime-qnn a plugin library is, and whether it fits.
 //! - [`qnn_options`]: checks of the QNN provider's options.
 //! - [`onnx_proto`]: a minimal ONNX protobuf reader (nodes, Q/DQ parameters, operator counts).
 
@@ -22,6 +23,7 @@ mod ort_log;
 pub mod placement;
 pub mod plugin_ep;
 mod provider;
+pub mod qnn_ep_version;
 pub mod qnn_options;
 pub mod runtime;
 

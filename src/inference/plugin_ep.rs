@@ -14,6 +14,7 @@ use ort::environment::Environment;
 use ort::memory::DeviceType;
 use ort::session::builder::SessionBuilder;
 
+use super::qnn_ep_version;
 use crate::error::{Error, Result};
 
 /// Registration name → library path for this process (ONNX Runtime refuses a second
@@ -170,11 +171,14 @@ pub fn qnn_library_candidates(explicit: Option<&Path>, ort_library: &Path) -> Ve
 /// The QNN plugin path: find and register the library (once), pick its device (`wanted`:
 /// `Some(NPU)` for provider=auto, so the x86 HTP simulator is never picked by accident),
 /// and append it with the user's options (`backend_type=htp` unless a backend is given).
+/// A library whose version files say it is not a series this plugin drives, or that needs a
+/// newer ONNX Runtime than `onnxruntime_version`, is refused before it is loaded.
 pub fn append_qnn(
     builder: SessionBuilder,
     env: &Environment,
     explicit_library: Option<&Path>,
     ort_library: &Path,
+    onnxruntime_version: &str,
     wanted: Option<DeviceType>,
     options: &[(String, String)],
 ) -> (SessionBuilder, Result<String>) {
@@ -192,6 +196,13 @@ pub fn append_qnn(
         ));
         return (builder, Err(err));
     };
+    // Checked before loading: a library of another series may not even load cleanly.
+    let version = qnn_ep_version::read(lib);
+    if let Some(v) = &version
+        && let Err(e) = qnn_ep_version::check(v, lib, onnxruntime_version)
+    {
+        return (builder, Err(e));
+    }
     if let Err(e) = register_library(env, EP, lib) {
         return (builder, Err(e));
     }
@@ -202,7 +213,17 @@ pub fn append_qnn(
     {
         opts.push(("backend_type".into(), "htp".into()));
     }
-    append(builder, env, EP, wanted, &opts)
+    let (builder, device) = append(builder, env, EP, wanted, &opts);
+    let version = version.map_or_else(
+        || {
+            format!(
+                "version unknown: no build_and_package_info.py beside {}",
+                lib.display()
+            )
+        },
+        |v| v.to_string(),
+    );
+    (builder, device.map(|d| format!("{d}, {version}")))
 }
 
 /// Appends ONNX Runtime's own CPU device explicitly. Once any plugin library is

@@ -143,6 +143,7 @@ fn try_provider(
             &rt.environment,
             config.ep_library.as_deref(),
             &rt.library,
+            &rt.version,
             kind,
             &config.provider_options,
         );
