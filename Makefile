@@ -25,7 +25,7 @@ APT_PACKAGES := build-essential pkg-config curl ca-certificates clang libclang-d
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav libopencv-dev opencv-doc \
 	python3 python3-venv python3-pip python3-gi gir1.2-gst-plugins-base-1.0 meson ninja-build
 
-.PHONY: help deps rust venv build install demo test bench models lint golden pictures cross-aarch64 elements-doc clean uninstall packages packages-check packages-lint packaging-tools
+.PHONY: help deps rust venv build install demo test bench models lint golden pictures cross-aarch64 elements-doc clean uninstall packages packages-check packages-lint packaging-tools swupdate-check
 
 help:
 	@echo "make demo    install, build, and segment a real video (out/demo/)"
@@ -137,6 +137,15 @@ packages: deps rust venv packaging-tools
 
 packages-lint:
 	lintian --tag-display-limit 0 $${CARGO_TARGET_DIR:-target}/packages/*.deb && echo "lintian: clean (overrides: plugins/packaging/lintian/)"
+
+# SWUpdate delivers a signed model bundle (plugins/packaging/swupdate/make-model-swu.sh) to a
+# playing pipeline (docs/delivery.md). Not in make test: Debian's swupdate package installs
+# and enables a systemd daemon, which a developer's machine should not get from a test run.
+swupdate-check: build venv
+	@for p in swupdate cpio openssl; do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+	PATH="$$HOME/.cargo/bin:$$PATH" $(CARGO) test --release -p ffnetseg-tests --test ota -- --ignored swupdate --nocapture
 
 # The packages in clean Debian 12 roots (amd64: apt install inside, masks byte-identical to the
 # development build; arm64: under qemu-aarch64). Needs the Debian archive, not PyPI.
