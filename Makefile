@@ -36,6 +36,7 @@ help:
 	@echo "make cross-aarch64  build the plugin for arm64 boards (docs/cross-compile.md)"
 	@echo "make packages  Debian packages for amd64 and arm64 boards (docs/delivery.md)"
 	@echo "make packages-check  install them into clean Debian 12 roots and compare masks"
+	@echo "make swupdate-check  a signed SWUpdate bundle delivers a model to a playing pipeline"
 	@echo "make golden  regenerate the golden masks with the Python reference"
 	@echo "make pictures  regenerate the README pictures from real frames"
 	@echo "make uninstall  remove the per-user plugin and ONNX Runtime copies"
