@@ -10,7 +10,7 @@
 #   ffnetseg-qnn-gpu         QNN Adreno GPU backend (libQnnGpu.so)            arm64
 #   ffnetseg-qnn-sim         QNN plugin EP + x86 HTP simulator (CI, AOT)      amd64
 #   ffnetseg-models          selfie segmentation FP32                         all
-#   ffnetseg-models-npu      its W8A8 QDQ variant, when out/models has it     all
+#   ffnetseg-models-npu      its W8A16 quantized-I/O variant (NPU)             all
 #
 #   plugins/packaging/build-debs.sh [--arch amd64|arm64|all] [--out DIR] [--no-build] [--no-sim]
 #
@@ -379,15 +379,15 @@ finish_pkg ffnetseg-models "$MODELS_VERSION-$REV" all "" "Section: misc" \
   "$(printf '%s\n %s\n %s' "Segmentation models for ffnetseg: MediaPipe selfie (FP32)" \
     "selfie_segmentation.onnx (Apache-2.0) in /usr/share/ffnetseg/models, for" \
     "ffnetinfer model=/usr/share/ffnetseg/models/selfie_segmentation.onnx.")"
-q8=$root/out/models/selfie_segmentation_w8a8.onnx
-if [ -f "$q8" ]; then
-  stage_new ffnetseg-models-npu all; d=$S/usr/share/ffnetseg/models; mkdir -p "$d"
-  install -m0644 "$q8" "$d/"
-  install -m0644 "$root/models/selfie_segmentation.LICENSE.md" "$S/usr/share/doc/ffnetseg-models-npu/"
-  models_copyright ffnetseg-models-npu
-  finish_pkg ffnetseg-models-npu "$MODELS_VERSION-$REV" all "" "Section: misc" \
-    "$(printf '%s\n %s' "Quantized (W8A8 QDQ) selfie segmentation model for the NPU" \
-      "selfie_segmentation_w8a8.onnx for the Hexagon HTP (v68 has no FP16).")"
-else
-  echo "   (no $q8: ffnetseg-models-npu not built; make models makes it)"
-fi
+# The NPU recommendation: the shipped W8A16 selfie model with quantized I/O (wholly on the HTP).
+npu_model=$root/models/selfie_segmentation_w8a16_qio.onnx
+stage_new ffnetseg-models-npu all; d=$S/usr/share/ffnetseg/models; mkdir -p "$d"
+install -m0644 "$npu_model" "$d/"
+install -m0644 "$root/models/selfie_segmentation.LICENSE.md" "$S/usr/share/doc/ffnetseg-models-npu/"
+models_copyright ffnetseg-models-npu
+finish_pkg ffnetseg-models-npu "$MODELS_VERSION-$REV" all "" "Section: misc" \
+  "$(printf '%s\n %s\n %s\n %s\n %s' "Quantized selfie segmentation model for the Qualcomm NPU" \
+    "selfie_segmentation_w8a16_qio.onnx in /usr/share/ffnetseg/models: 8-bit" \
+    "weights, 16-bit activations, quantized input and output, so every node runs" \
+    "on the Hexagon HTP (v68 and newer). Use it with ffnetinfer provider=qnn" \
+    "model=/usr/share/ffnetseg/models/selfie_segmentation_w8a16_qio.onnx.")"
