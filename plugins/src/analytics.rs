@@ -302,6 +302,8 @@ mod tests {
             (s.classes, s.height, s.width, s.layout),
             (1, 256, 256, Layout::Nhwc)
         );
+        let s = spec_from_dims(&[1, 64, 128, 2]).unwrap();
+        assert_eq!((s.classes, s.height, s.width, s.layout), (2, 64, 128, Layout::Nhwc));
         let s = spec_from_dims(&[2, 64, 64]).unwrap();
         assert_eq!((s.classes, s.height, s.width), (2, 64, 64));
         assert!(spec_from_dims(&[2, 3, 64, 64]).is_none(), "a batch of two");
