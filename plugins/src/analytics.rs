@@ -291,6 +291,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_semantic_segmentation_reads_back_through_the_wrapper() {
+        gst::init().unwrap();
+        let (w, h) = (4u32, 2u32);
+        let mask = gst::Buffer::from_mut_slice(vec![0u8, 0, 11, 11, 0, 13, 13, 13]);
+        let names = ["road", "person", "car"].map(glib::Quark::from_str);
+        let mut frame = gst::Buffer::with_size(16).unwrap();
+        let (seg_id, cls_id) = add_semantic_segmentation(
+            frame.get_mut().unwrap(),
+            SemanticSegmentation {
+                mask,
+                width: w,
+                height: h,
+                region_ids: &[0, 11, 13],
+                names: &names,
+                levels: &[0.375, 0.25, 0.375],
+            },
+        )
+        .unwrap();
+        assert_ne!(seg_id, cls_id);
+        let (seg, classes) = read_semantic_segmentation(&frame).unwrap();
+        assert_eq!(seg.location, (0, 0, w, h));
+        assert_eq!(seg.region_ids, [0, 11, 13]);
+        let vmeta = seg.mask.meta::<gst_video::VideoMeta>().unwrap();
+        assert_eq!(
+            (vmeta.width(), vmeta.height(), vmeta.stride()[0]),
+            (4, 2, 4)
+        );
+        assert_eq!(vmeta.format(), gst_video::VideoFormat::Gray8);
+        assert_eq!(
+            seg.mask.map_readable().unwrap().as_slice(),
+            [0, 0, 11, 11, 0, 13, 13, 13]
+        );
+        let names: Vec<&str> = classes.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["road", "person", "car"]);
+        assert_eq!(classes[1].1, 0.25);
+    }
+
+    #[test]
     fn dims_become_the_scores_shape() {
         let s = spec_from_dims(&[1, 19, 64, 128]).unwrap();
         assert_eq!(
@@ -303,7 +341,10 @@ mod tests {
             (1, 256, 256, Layout::Nhwc)
         );
         let s = spec_from_dims(&[1, 64, 128, 2]).unwrap();
-        assert_eq!((s.classes, s.height, s.width, s.layout), (2, 64, 128, Layout::Nhwc));
+        assert_eq!(
+            (s.classes, s.height, s.width, s.layout),
+            (2, 64, 128, Layout::Nhwc)
+        );
         let s = spec_from_dims(&[2, 64, 64]).unwrap();
         assert_eq!((s.classes, s.height, s.width), (2, 64, 64));
         assert!(spec_from_dims(&[2, 3, 64, 64]).is_none(), "a batch of two");
