@@ -281,9 +281,25 @@ pub fn read_semantic_segmentation(
     Some((seg, names))
 }
 
-/// Quark of a model output name (GstTensor ids are quarks).
-pub fn output_id(name: &str) -> glib::Quark {
-    glib::Quark::from_str(name)
+/// The GstTensor id of the model output `output`: the `id` of its section in a `.modelinfo`
+/// file next to the model (GStreamer 1.28's inference elements), else the model's metadata
+/// entry named like the output (what 1.26's onnxinference reads), else the output's name.
+/// The second value says where it came from, for the log.
+pub fn tensor_id(model: &std::path::Path, output: &str) -> (glib::Quark, String) {
+    use ffnetseg::preprocess::modelinfo;
+    if let Some(path) = modelinfo::find_for(model)
+        && let Ok(Some(id)) = modelinfo::output_id(&path, output)
+    {
+        return (glib::Quark::from_str(&id), path.display().to_string());
+    }
+    let from_metadata = std::fs::read(model)
+        .ok()
+        .and_then(|b| ffnetseg::inference::onnx_proto::summarize(&b))
+        .and_then(|s| s.metadata.get(output).cloned());
+    match from_metadata {
+        Some(id) => (glib::Quark::from_str(&id), "the model's metadata".into()),
+        None => (glib::Quark::from_str(output), "the output's name".into()),
+    }
 }
 
 #[cfg(test)]

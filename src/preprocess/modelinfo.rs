@@ -47,6 +47,20 @@ pub fn load_input(path: &Path, input_name: Option<&str>) -> Result<Option<InputI
     parse_input(&text, input_name).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
+/// The `id` a `.modelinfo` file gives the output tensor `output` (inference elements name
+/// their output tensors with it).
+pub fn output_id(path: &Path, output: &str) -> Result<Option<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    let all = sections(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    check_version(&all).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    Ok(all
+        .iter()
+        .find(|s| s.0 == output && get(s, "dir") != Some("input"))
+        .and_then(|s| get(s, "id"))
+        .map(str::to_string))
+}
+
 type Section = (String, Vec<(String, String)>);
 
 fn sections(text: &str) -> std::result::Result<Vec<Section>, String> {

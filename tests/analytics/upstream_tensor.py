@@ -15,7 +15,8 @@ model's input size, so neither route letterboxes; RGB, so both get the same pixe
 The two routes convert colours and run ONNX Runtime differently (Debian's libonnxruntime
 vs the venv's), so the masks must agree on >= 98% of the pixels, not byte for byte; both must
 find people (vtest.avi has them). A third run with a tensor-id no tensor has must output
-empty masks and warn, naming the ids the frames carry.
+empty masks and warn, naming the ids the frames carry. And ffnetinfer names its GstTensor
+the same way: the output name, the model's metadata entry, or a .modelinfo output `id`.
 """
 import argparse
 import os
@@ -80,6 +81,33 @@ def masks(description, frames):
     return out, warnings
 
 
+def ffnetinfer_tensor_ids(src, model):
+    """The GstTensor ids ffnetinfer attaches with `model`."""
+    gi.require_version("GstAnalytics", "1.0")
+    from gi.repository import GLib, GstAnalytics
+    pipeline = Gst.parse_launch(f"{src} ! segpreproc ! ffnetinfer model={model} ! appsink name=sink sync=false")
+    sink = pipeline.get_by_name("sink")
+    pipeline.set_state(Gst.State.PLAYING)
+    sample = sink.emit("try-pull-sample", 20 * Gst.SECOND)
+    pipeline.set_state(Gst.State.NULL)
+    assert sample is not None, f"no frame from ffnetinfer model={model}"
+    meta = GstAnalytics.buffer_get_tensor_meta(sample.get_buffer())
+    return [GLib.quark_to_string(meta.get(i).id) for i in range(meta.num_tensors)]
+
+
+def check_ffnetinfer_ids(src, model, model_with_id, work):
+    """ffnetinfer names its tensor as onnxinference would (the model's metadata), a
+    .modelinfo output `id` (GStreamer 1.28) first, the output name last."""
+    assert ffnetinfer_tensor_ids(src, model) == ["mask"]
+    assert ffnetinfer_tensor_ids(src, model_with_id) == [TENSOR_ID]
+    with_info = os.path.join(work, "selfie_with_modelinfo.onnx")
+    with_metadata(model_with_id, with_info, "unused", "x")
+    with open(os.path.join(work, "selfie_with_modelinfo.modelinfo"), "w") as f:
+        f.write("[modelinfo]\nversion=1.0\n\n[mask]\ndir=output\ntype=float32\nid=from-modelinfo\n")
+    ids = ffnetinfer_tensor_ids(src, with_info)
+    assert ids == ["from-modelinfo"], ids
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("media")
@@ -108,12 +136,15 @@ def main():
         assert people_up > 0.005 and people_ref > 0.005, \
             f"frame {i}: person share {people_up:.4f} (onnxinference) {people_ref:.4f} (ffnetinfer)"
         assert agree >= 0.98, f"frame {i}: masks agree on {agree:.4f} of the pixels"
+    check_ffnetinfer_ids(src, a.model, model, work)
     wrong, warnings = masks(f"{upstream} tensor-id=no-such-tensor", 3)
     assert all(m.count(0) == len(m) for m in wrong), "tensor-id=no-such-tensor: masks not empty"
     assert any(TENSOR_ID in w for w in warnings), f"no warning naming {TENSOR_ID}: {warnings}"
     print(f"PASS onnxinference ! segpostproc tensor-id={TENSOR_ID}: {len(up)} frames {SIZE}x{SIZE}, "
           f"labels agree with segpreproc ! ffnetinfer on >= {100 * worst:.2f}% of the pixels; "
-          f"an unknown tensor-id gives empty masks and warns: {warnings[0]!r}")
+          f"an unknown tensor-id gives empty masks and warns: {warnings[0]!r}; ffnetinfer's "
+          f"GstTensor id: 'mask' (output name), '{TENSOR_ID}' (model metadata), "
+          f"'from-modelinfo' (.modelinfo)")
 
 
 if __name__ == "__main__":

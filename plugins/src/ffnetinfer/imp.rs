@@ -206,6 +206,14 @@ impl FfnetInfer {
             gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{w}"));
         }
         log_contract(self, &engine.contract, model, &engine.provider);
+        #[cfg(feature = "analytics")]
+        gst::info!(
+            CAT,
+            imp = self,
+            "GstTensorMeta: output tensor id '{}' (from {})",
+            engine.output_id.0.as_str(),
+            engine.output_id.1
+        );
         let _ = self.obj().post_message(
             gst::message::Element::builder(
                 gst::Structure::builder("ffnetinfer-provider")
@@ -232,7 +240,7 @@ impl FfnetInfer {
         let input = engine.contract.input;
         let input_name = engine.contract.input_name.clone();
         #[cfg(feature = "analytics")]
-        let output_id = crate::analytics::output_id(&engine.contract.output_name);
+        let output_id = engine.output_id.0;
         let runner = Runner::start(engine, asynchronous, &self.shared, self.obj().downgrade())
             .map_err(|e| {
                 gst::error_msg!(
@@ -371,7 +379,7 @@ impl FfnetInfer {
         state.input_name.clone_from(&engine.contract.input_name);
         #[cfg(feature = "analytics")]
         {
-            state.output_id = crate::analytics::output_id(&engine.contract.output_name);
+            state.output_id = engine.output_id.0;
         }
         {
             let (lock, cvar) = &*self.shared;
