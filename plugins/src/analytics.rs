@@ -176,10 +176,9 @@ pub fn add_semantic_segmentation(
         &[0],
         &[stride],
     )?;
-    let has_relation_meta = buffer.meta::<AnalyticsRelationMeta>().is_some();
     let mut rmeta = match buffer.meta_mut::<AnalyticsRelationMeta>() {
-        Some(m) if has_relation_meta => m,
-        _ => AnalyticsRelationMeta::add(buffer),
+        Some(m) => m,
+        None => AnalyticsRelationMeta::add(buffer),
     };
     let mut mtd = MaybeUninit::<ffi::GstAnalyticsSegmentationMtd>::uninit();
     // SAFETY: `rmeta` is a relation meta on a buffer we hold writable. The mask is handed
@@ -313,6 +312,14 @@ mod tests {
         let mask = gst::Buffer::from_mut_slice(vec![0u8, 0, 11, 11, 0, 13, 13, 13]);
         let names = ["road", "person", "car"].map(glib::Quark::from_str);
         let mut frame = gst::Buffer::with_size(16).unwrap();
+        // An upstream element's relation meta with its own classification: ours joins it,
+        // and the names read back are the ones related to the segmentation, not the
+        // upstream entry. (GStreamer 1.26's gst_buffer_add_analytics_relation_meta gave
+        // back the existing meta here too, so the count below checks GStreamer as much
+        // as our lookup.)
+        AnalyticsRelationMeta::add(frame.get_mut().unwrap())
+            .add_one_cls_mtd(0.9, glib::Quark::from_str("upstream"))
+            .unwrap();
         let (seg_id, cls_id) = add_semantic_segmentation(
             frame.get_mut().unwrap(),
             SemanticSegmentation {
@@ -326,6 +333,8 @@ mod tests {
         )
         .unwrap();
         assert_ne!(seg_id, cls_id);
+        assert_eq!(frame.iter_meta::<AnalyticsRelationMeta>().count(), 1);
+        assert_eq!(frame.meta::<AnalyticsRelationMeta>().unwrap().len(), 3);
         let (seg, classes) = read_semantic_segmentation(&frame).unwrap();
         assert_eq!(seg.location, (0, 0, w, h));
         assert_eq!(seg.region_ids, [0, 11, 13]);
