@@ -25,7 +25,7 @@ APT_PACKAGES := build-essential pkg-config curl ca-certificates clang libclang-d
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav libopencv-dev opencv-doc \
 	python3 python3-venv python3-pip python3-gi gir1.2-gst-plugins-base-1.0 meson ninja-build
 
-.PHONY: help deps rust venv build install demo test bench models lint golden pictures cross-aarch64 elements-doc clean uninstall packages packages-check packages-lint packaging-tools swupdate-check
+.PHONY: help deps rust venv build install demo test bench models lint golden pictures cross-aarch64 elements-doc clean uninstall packages packages-check packages-lint packaging-tools swupdate-check analytics-check
 
 help:
 	@echo "make demo    install, build, and segment a real video (out/demo/)"
@@ -40,6 +40,7 @@ help:
 	@echo "make golden  regenerate the golden masks with the Python reference"
 	@echo "make pictures  regenerate the README pictures from real frames"
 	@echo "make uninstall  remove the per-user plugin and ONNX Runtime copies"
+	@echo "make analytics-check  the analytics feature on GStreamer 1.26 in a Debian 13 root (docs/analytics.md)"
 
 # Debian/Ubuntu packages: installs only what is missing.
 deps:
@@ -153,6 +154,12 @@ swupdate-check: build venv
 packages-check: packaging-tools
 	$(SUDO) tests/packaging/check-packages.sh --arch amd64
 	$(SUDO) tests/packaging/check-packages.sh --arch arm64 --frames 10
+
+# GStreamer's standard analytics metadata (cargo feature analytics, GStreamer >= 1.26): built
+# and read back through GStreamer's own API in a Debian 13 root (tests/analytics/, root needed
+# for mmdebstrap and chroot; docs/analytics.md). Needs the Debian archive.
+analytics-check: rust venv
+	$(SUDO) tests/analytics/check.sh
 
 # docs/elements.md from gst-inspect-1.0 of the installed plugin.
 elements-doc: install

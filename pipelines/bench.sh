@@ -26,3 +26,17 @@ print(json.dumps({"max_rss_mb": usage.ru_maxrss / 1024.0}))
 PY
 cat "$out/rss.json"
 "$py" tests/bench/report.py "$out/rust.jsonl" "$out/peer_native.json" "$out/peer_1080p.json" "$out/rss.json" BENCHMARKS.md
+# Upstream GStreamer's onnxinference as the peer, where the Debian 13 root of
+# make analytics-check exists (GStreamer 1.26; chroot needs root): appended to BENCHMARKS.md.
+T=${CARGO_TARGET_DIR:-$root/target}
+if [ -x "$T/analytics/root/usr/bin/gst-inspect-1.0" ] && [ "$(id -u)" = 0 ]; then
+  echo "== onnxinference vs segpreproc ! ffnetinfer (Debian 13 root)"
+  mkdir -p "$T/analytics/media" && cp "$video" "$T/analytics/media/vtest.avi"
+  tests/analytics/in-root.sh "cargo build --release -p gstffnetseg --features analytics 2>&1 | tail -1 &&
+    GST_PLUGIN_PATH=$T/analytics/cargo/release GST_REGISTRY_1_0=$T/analytics/registry.bin \
+    python3 tests/analytics/bench_upstream.py $T/analytics/media/vtest.avi models/selfie_segmentation.onnx \
+      --frames 60 --runs 3 --json $T/analytics/bench_upstream.json" | tee "$out/upstream.md"
+  { echo; sed -n '/^### /,$p' "$out/upstream.md"; } >> BENCHMARKS.md
+else
+  echo "== onnxinference peer skipped: no Debian 13 root (sudo make analytics-check makes it)"
+fi

@@ -157,3 +157,82 @@ fn properties_set_while_playing_apply_from_the_next_frame() {
         "{lines:?}"
     );
 }
+
+/// A copy of the selfie model in a fresh folder, with `modelinfo` written next to it as
+/// `<name>.modelinfo` when given.
+fn model_with_modelinfo(tag: &str, modelinfo: Option<&str>) -> String {
+    let dir = std::env::temp_dir().join(format!("ffnetseg-modelinfo-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("selfie.onnx");
+    std::fs::copy(selfie_model(), &model).unwrap();
+    if let Some(text) = modelinfo {
+        std::fs::write(dir.join("selfie.modelinfo"), text).unwrap();
+    }
+    model.display().to_string()
+}
+
+/// The R, G, B values of the tensor's top-left pixel (NHWC).
+fn first_pixel(launch: &str) -> [f32; 3] {
+    let (input, info) = two_colour_frame(gst_video::VideoFormat::Rgb, 64, 32);
+    let mut harness = harness(launch, &info.to_caps().unwrap());
+    let out = harness.push_and_pull(input).unwrap();
+    let t = InputTensor::from_buffer(&out).unwrap();
+    assert_eq!(t.spec.layout, Layout::Nhwc);
+    let v = tensor_values(&t);
+    [v[0], v[1], v[2]]
+}
+
+#[test]
+fn a_modelinfo_file_next_to_the_model_sets_the_input_ranges_and_properties_win() {
+    let ranges = "[modelinfo]\nversion=1.0\n\n[image]\ndir=input\ntype=float32\n\
+                  dims=1,256,256,3\nranges=-1.0,1.0;0.0,1.0;0.0,2.0\n";
+    let with = model_with_modelinfo("ranges", Some(ranges));
+    let without = model_with_modelinfo("none", None);
+    let [l_r, l_g, l_b] = LEFT.map(|c| c as f32 / 255.0);
+    let close = |a: [f32; 3], b: [f32; 3]| a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-3);
+
+    let got = first_pixel(&format!("segpreproc ! ffnetinfer model={with}"));
+    let want = [l_r * 2.0 - 1.0, l_g, l_b * 2.0];
+    assert!(
+        close(got, want),
+        ".modelinfo ranges: {got:?}, want {want:?}"
+    );
+
+    let got = first_pixel(&format!("segpreproc ! ffnetinfer model={without}"));
+    assert!(close(got, [l_r, l_g, l_b]), "no .modelinfo: {got:?}");
+
+    // A property set on segpreproc wins over the file.
+    let got = first_pixel(&format!(
+        "segpreproc scale=0.00392156862 ! ffnetinfer model={with}"
+    ));
+    assert!(close(got, [l_r, l_g, l_b]), "scale property: {got:?}");
+}
+
+#[test]
+fn a_broken_modelinfo_file_is_ignored_with_a_warning_naming_it() {
+    let model = model_with_modelinfo("broken", Some("[image]\ndir=input\nranges=0,1\n"));
+    let launch = format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=32 ! segpreproc ! \
+         ffnetinfer model={model} ! fakesink"
+    );
+    init();
+    let pipeline = gst::parse::launch(&launch).unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut warnings = Vec::new();
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(20)) {
+        match msg.view() {
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("selfie.modelinfo") && w.contains("[modelinfo]")),
+        "{warnings:?}"
+    );
+}

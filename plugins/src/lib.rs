@@ -9,6 +9,8 @@
 
 use gst::glib;
 
+#[cfg(feature = "analytics")]
+pub mod analytics;
 mod error;
 pub mod ffnetinfer;
 pub mod meta;

@@ -313,15 +313,27 @@ impl ScoresMap<'_> {
 }
 
 /// Name of the custom query segpreproc sends downstream to learn the model input; the
-/// answering ffnetinfer fills `width`, `height`, `channels`, `layout`, `dtype`, and for
-/// quantized inputs `scale` (f64) and `zero-point` (i32).
+/// answering ffnetinfer fills `width`, `height`, `channels`, `layout`, `dtype`, for
+/// quantized inputs `scale` (f64) and `zero-point` (i32), and `model` (the model file's
+/// path, where segpreproc looks for a `.modelinfo` file) and `input-name`.
 pub const CONTRACT_QUERY: &str = "ffnetseg-model-contract";
 
 pub fn contract_query() -> gst::query::Custom<gst::Query> {
     gst::query::Custom::new(gst::Structure::new_empty(CONTRACT_QUERY))
 }
 
-pub fn answer_contract_query(query: &mut gst::QueryRef, spec: &TensorSpec) -> bool {
+/// The model file and its input tensor's name, as the contract query carries them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSource {
+    pub model: std::path::PathBuf,
+    pub input_name: String,
+}
+
+pub fn answer_contract_query(
+    query: &mut gst::QueryRef,
+    spec: &TensorSpec,
+    source: Option<&ModelSource>,
+) -> bool {
     if let gst::QueryViewMut::Custom(q) = query.view_mut() {
         let s = q.structure_mut();
         if s.name() == CONTRACT_QUERY {
@@ -333,6 +345,10 @@ pub fn answer_contract_query(query: &mut gst::QueryRef, spec: &TensorSpec) -> bo
             if let Some(q) = spec.quantization {
                 s.set("scale", q.scale as f64);
                 s.set("zero-point", q.zero_point);
+            }
+            if let Some(src) = source {
+                s.set("model", src.model.to_string_lossy().as_ref());
+                s.set("input-name", src.input_name.as_str());
             }
             return true;
         }
@@ -359,6 +375,19 @@ pub fn read_contract_answer(query: &gst::QueryRef) -> Option<TensorSpec> {
             scale: scale as f32,
             zero_point: s.get::<i32>("zero-point").unwrap_or(0),
         }),
+    })
+}
+
+/// The model file and input name of an answered contract query (absent from answers that
+/// did not name them).
+pub fn read_contract_source(query: &gst::QueryRef) -> Option<ModelSource> {
+    let gst::QueryView::Custom(q) = query.view() else {
+        return None;
+    };
+    let s = q.structure()?;
+    Some(ModelSource {
+        model: s.get::<&str>("model").ok()?.into(),
+        input_name: s.get::<&str>("input-name").ok()?.to_string(),
     })
 }
 

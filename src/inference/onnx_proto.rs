@@ -1,5 +1,5 @@
 //! Just enough of the ONNX protobuf wire format to describe a model without loading it:
-//! opsets, nodes, and initializer sizes. (ONNX Runtime's API does not expose the graph's
+//! opsets, nodes, initializer sizes and metadata. (ONNX Runtime's API does not expose the graph's
 //! initializers or node list, and a full protobuf stack would be a large dependency for a
 //! handful of fields.)
 
@@ -23,6 +23,8 @@ pub struct ModelSummary {
     /// Number of weights (elements of all initializers).
     pub parameters: u64,
     pub initializer_bytes: u64,
+    /// The model's `metadata_props` (key → value).
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// One node of the graph: what it is and which tensors it reads and writes.
@@ -273,8 +275,49 @@ pub fn summarize(bytes: &[u8]) -> Option<ModelSummary> {
                 }
                 summary.opsets.push((domain, version));
             }
+            (14, Field::Bytes(entry)) => {
+                let (mut key, mut value) = (String::new(), String::new());
+                let mut er = Reader::new(entry);
+                while let Some((en, ef)) = er.next() {
+                    match (en, ef) {
+                        (1, Field::Bytes(k)) => key = String::from_utf8_lossy(k).into_owned(),
+                        (2, Field::Bytes(v)) => value = String::from_utf8_lossy(v).into_owned(),
+                        _ => {}
+                    }
+                }
+                summary.metadata.insert(key, value);
+            }
             _ => {}
         }
     }
     saw_graph.then_some(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_props_are_read() {
+        // ModelProto: graph (field 7, empty), two metadata_props (field 14) entries of
+        // key (1) and value (2).
+        let entry = |k: &str, v: &str| {
+            let mut e = vec![0x0a, k.len() as u8];
+            e.extend_from_slice(k.as_bytes());
+            e.extend([0x12, v.len() as u8]);
+            e.extend_from_slice(v.as_bytes());
+            let mut f = vec![0x72, e.len() as u8];
+            f.extend(e);
+            f
+        };
+        let mut bytes = vec![0x3a, 0x00];
+        bytes.extend(entry("mask", "segmentation-mask"));
+        bytes.extend(entry("license", "Apache-2.0"));
+        let s = summarize(&bytes).unwrap();
+        assert_eq!(
+            s.metadata.get("mask").map(String::as_str),
+            Some("segmentation-mask")
+        );
+        assert_eq!(s.metadata.len(), 2);
+    }
 }

@@ -13,6 +13,7 @@
 
 mod colour;
 mod kernels;
+pub mod modelinfo;
 mod reference;
 mod rows;
 mod threads;

@@ -21,6 +21,9 @@ pub struct Engine {
     pub contract: ModelContract,
     pub provider: Cow<'static, str>,
     pub generation: u64,
+    /// The GstTensor id of the output, and where it came from (analytics::tensor_id).
+    #[cfg(feature = "analytics")]
+    pub output_id: (glib::Quark, String),
 }
 
 impl Drop for Engine {
@@ -92,12 +95,16 @@ impl Engine {
             notes: session.notes().to_vec(),
         };
         let provider = Cow::Borrowed(session.active_provider().name());
+        #[cfg(feature = "analytics")]
+        let output_id = crate::analytics::tensor_id(&config.model, &contract.output_name);
         let engine = Engine {
             session,
             pool,
             contract,
             provider,
             generation: next_generation(),
+            #[cfg(feature = "analytics")]
+            output_id,
         };
         Ok((engine, remarks))
     }

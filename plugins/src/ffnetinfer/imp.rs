@@ -176,8 +176,13 @@ struct State {
     runner: Runner,
     /// Input of the model that results come from now (the streaming thread's view).
     input: TensorSpec,
+    /// That input's name in the model (segpreproc's `.modelinfo` section).
+    input_name: String,
     asynchronous: bool,
     frame_count: u64,
+    /// The GstTensor id of the model output (its ONNX name) for the standard tensor meta.
+    #[cfg(feature = "analytics")]
+    output_id: glib::Quark,
 }
 
 #[derive(Default)]
@@ -201,6 +206,14 @@ impl FfnetInfer {
             gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{w}"));
         }
         log_contract(self, &engine.contract, model, &engine.provider);
+        #[cfg(feature = "analytics")]
+        gst::info!(
+            CAT,
+            imp = self,
+            "GstTensorMeta: output tensor id '{}' (from {})",
+            engine.output_id.0.as_str(),
+            engine.output_id.1
+        );
         let _ = self.obj().post_message(
             gst::message::Element::builder(
                 gst::Structure::builder("ffnetinfer-provider")
@@ -225,6 +238,9 @@ impl FfnetInfer {
 
     fn start_runner(&self, engine: Engine, asynchronous: bool) -> Result<State, gst::ErrorMessage> {
         let input = engine.contract.input;
+        let input_name = engine.contract.input_name.clone();
+        #[cfg(feature = "analytics")]
+        let output_id = engine.output_id.0;
         let runner = Runner::start(engine, asynchronous, &self.shared, self.obj().downgrade())
             .map_err(|e| {
                 gst::error_msg!(
@@ -235,8 +251,11 @@ impl FfnetInfer {
         Ok(State {
             runner,
             input,
+            input_name,
             asynchronous,
             frame_count: 0,
+            #[cfg(feature = "analytics")]
+            output_id,
         })
     }
 
@@ -357,6 +376,11 @@ impl FfnetInfer {
         let Some(state) = guard.as_mut() else { return };
         let input_changed = state.input != engine.contract.input;
         state.input = engine.contract.input;
+        state.input_name.clone_from(&engine.contract.input_name);
+        #[cfg(feature = "analytics")]
+        {
+            state.output_id = engine.output_id.0;
+        }
         {
             let (lock, cvar) = &*self.shared;
             let mut s = lock.lock().unwrap();
@@ -898,7 +922,15 @@ impl BaseTransformImpl for FfnetInfer {
         if direction == gst::PadDirection::Sink && meta::is_contract_query(query) {
             let guard = self.state.lock().unwrap();
             return match guard.as_ref() {
-                Some(state) => meta::answer_contract_query(query, &state.input),
+                Some(state) => {
+                    let source = self.settings.lock().unwrap().model.clone().map(|model| {
+                        meta::ModelSource {
+                            model,
+                            input_name: state.input_name.clone(),
+                        }
+                    });
+                    meta::answer_contract_query(query, &state.input, source.as_ref())
+                }
                 None => false,
             };
         }
@@ -956,6 +988,8 @@ impl BaseTransformImpl for FfnetInfer {
             Runner::Sync(engine) => self.infer_now(engine, &job, due)?,
             Runner::Async(_) => self.queue_job(job, due)?,
         };
+        #[cfg(feature = "analytics")]
+        let output_id = state.output_id;
         drop(guard);
         if let Some(stats) = self.count_frame(result.as_ref(), buf.pts()) {
             self.post_stats(&stats);
@@ -967,6 +1001,14 @@ impl BaseTransformImpl for FfnetInfer {
                     gst::error_msg!(gst::CoreError::Failed, ("cannot attach the scores: {e}")),
                 )
             })?;
+            // The same scores buffer again, as GStreamer's standard tensor meta.
+            #[cfg(feature = "analytics")]
+            crate::analytics::attach_output_tensor(
+                buf,
+                &scores.scores,
+                &scores.output_spec(),
+                output_id,
+            );
         }
         Ok(gst::FlowSuccess::Ok)
     }

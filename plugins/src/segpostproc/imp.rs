@@ -50,6 +50,9 @@ struct Settings {
     opacity: f64,
     background_blur: u32,
     background: Option<Arc<str>>,
+    /// The upstream GstTensor to read scores from (None: the first one).
+    #[cfg(feature = "analytics")]
+    tensor_id: Option<glib::Quark>,
 }
 
 impl Default for Settings {
@@ -66,6 +69,8 @@ impl Default for Settings {
             opacity: DEFAULT_OPACITY,
             background_blur: DEFAULT_BACKGROUND_BLUR,
             background: None,
+            #[cfg(feature = "analytics")]
+            tensor_id: None,
         }
     }
 }
@@ -134,6 +139,11 @@ impl Settings {
                     self.background = Some(Arc::from(t));
                 }
             }
+            #[cfg(feature = "analytics")]
+            "tensor-id" => {
+                let t = text();
+                self.tensor_id = (!t.is_empty()).then(|| glib::Quark::from_str(&t));
+            }
             other => return Err(format!("unknown property {other}")),
         }
         Ok(())
@@ -169,12 +179,20 @@ struct State {
     seen_scores: bool,
     warned_no_scores: bool,
     warned_labels_clamped: bool,
+    /// Classes of the newest scores (names of the segmentation mtd's regions).
+    #[cfg(feature = "analytics")]
+    classes: usize,
+    #[cfg(feature = "analytics")]
+    warned_tensor: bool,
 }
 
 #[derive(Default)]
 pub struct SegPostproc {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// The output frame's size (set_info), for the segmentation mtd's mask.
+    #[cfg(feature = "analytics")]
+    frame_size: Mutex<Option<(usize, usize)>>,
 }
 
 impl SegPostproc {
@@ -187,10 +205,18 @@ impl SegPostproc {
         mode: Mode,
     ) -> Result<bool, gst::FlowError> {
         let Some(scores) = Scores::from_buffer(buf) else {
+            #[cfg(feature = "analytics")]
+            if self.update_from_tensor_meta(state, buf)? {
+                return Ok(true);
+            }
             self.warn_without_scores(state);
             return Ok(state.post.has_state());
         };
         state.seen_scores = true;
+        #[cfg(feature = "analytics")]
+        {
+            state.classes = scores.classes;
+        }
         // Another model (hot swap): its scores do not average with the old model's.
         if state.model_generation != Some(scores.model_generation) {
             state.post.reset();
@@ -278,6 +304,10 @@ impl SegPostproc {
                 seen_scores: false,
                 warned_no_scores: false,
                 warned_labels_clamped: false,
+                #[cfg(feature = "analytics")]
+                classes: 0,
+                #[cfg(feature = "analytics")]
+                warned_tensor: false,
             });
         }
         Ok(guard.as_mut().expect("created above"))
@@ -428,6 +458,12 @@ impl ObjectImpl for SegPostproc {
                     .default_value(DEFAULT_BACKGROUND_BLUR)
                     .mutable_playing()
                     .build(),
+                #[cfg(feature = "analytics")]
+                glib::ParamSpecString::builder("tensor-id")
+                    .nick("Upstream tensor id")
+                    .blurb("Frames without ffnetinfer's scores: read the scores from the GstTensorMeta tensor with this id (e.g. an ONNX output name); empty = the first tensor (docs/analytics.md)")
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -474,6 +510,8 @@ impl ObjectImpl for SegPostproc {
             "opacity" => s.opacity.to_value(),
             "background-blur" => s.background_blur.to_value(),
             "background" => s.background.as_deref().to_value(),
+            #[cfg(feature = "analytics")]
+            "tensor-id" => s.tensor_id.map(|q| q.as_str().to_string()).to_value(),
             other => {
                 gst::error!(CAT, imp = self, "unknown property {other}");
                 pspec.default_value().clone()
@@ -583,6 +621,20 @@ impl BaseTransformImpl for SegPostproc {
         *self.state.lock().unwrap() = None;
         Ok(())
     }
+
+    #[cfg(feature = "analytics")]
+    fn generate_output(
+        &self,
+    ) -> Result<gst_base::subclass::base_transform::GenerateOutputSuccess, gst::FlowError> {
+        use gst_base::subclass::base_transform::GenerateOutputSuccess;
+        match self.parent_generate_output()? {
+            GenerateOutputSuccess::Buffer(mut outbuf) => {
+                self.attach_segmentation(outbuf.make_mut())?;
+                Ok(GenerateOutputSuccess::Buffer(outbuf))
+            }
+            other => Ok(other),
+        }
+    }
 }
 
 impl VideoFilterImpl for SegPostproc {
@@ -597,6 +649,11 @@ impl VideoFilterImpl for SegPostproc {
         // place (a GRAY8 input in a GRAY8 mode too), GRAY8 from another format is a new frame.
         self.obj()
             .set_in_place(in_info.format() == out_info.format());
+        #[cfg(feature = "analytics")]
+        {
+            *self.frame_size.lock().unwrap() =
+                Some((out_info.width() as usize, out_info.height() as usize));
+        }
         self.parent_set_info(incaps, in_info, outcaps, out_info)
     }
 
@@ -655,5 +712,135 @@ impl VideoFilterImpl for SegPostproc {
             .render_gray(gray_kind(mode), &mut view)
             .map_err(|e| flow_error(self, engine_error("rendering failed", &e)))?;
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+/// GStreamer's standard analytics metadata (docs/analytics.md): scores from an upstream
+/// GstTensorMeta, and the label mask as a GstAnalyticsSegmentationMtd on every frame.
+#[cfg(feature = "analytics")]
+impl SegPostproc {
+    /// Frames without ffnetinfer's scores: the upstream tensor, if there is a usable one.
+    fn update_from_tensor_meta(
+        &self,
+        state: &mut State,
+        buf: &gst::BufferRef,
+    ) -> Result<bool, gst::FlowError> {
+        use crate::analytics::{TensorProblem, upstream_scores};
+        let id = self.settings.lock().unwrap().tensor_id;
+        let upstream = match upstream_scores(buf, id) {
+            Ok(u) => u,
+            Err(TensorProblem::Missing) => return Ok(false),
+            Err(TensorProblem::Unusable(text)) => {
+                if !state.warned_tensor {
+                    state.warned_tensor = true;
+                    gst::warning!(CAT, imp = self, "{text}");
+                    gst::element_imp_warning!(self, gst::StreamError::Format, ("{text}"));
+                }
+                return Ok(false);
+            }
+        };
+        let map = upstream.data.map_readable().map_err(|_| {
+            flow_error(
+                self,
+                gst::error_msg!(
+                    gst::StreamError::Decode,
+                    ("cannot read the upstream tensor")
+                ),
+            )
+        })?;
+        let data: &[f32] = bytemuck::try_cast_slice(map.as_slice()).map_err(|e| {
+            flow_error(
+                self,
+                gst::error_msg!(
+                    gst::StreamError::Decode,
+                    ("the upstream tensor is not aligned f32 data: {e}")
+                ),
+            )
+        })?;
+        // A producer's tensor covers the whole frame (it scaled the frame to the model's
+        // input without letterboxing), so there is no region to crop.
+        let view = ScoresView {
+            data,
+            spec: upstream.spec,
+            region: None,
+        };
+        state
+            .post
+            .update(&view)
+            .map_err(|e| flow_error(self, engine_error("bad upstream tensor", &e)))?;
+        state.seen_scores = true;
+        state.classes = upstream.spec.classes;
+        state.last_sequence = None;
+        Ok(true)
+    }
+
+    /// The label mask of the current result (what mode=labels outputs) as a semantic
+    /// GstAnalyticsSegmentationMtd on `outbuf`, with the class names related to it.
+    fn attach_segmentation(&self, outbuf: &mut gst::BufferRef) -> Result<(), gst::FlowError> {
+        use ffnetseg::frame::{FrameViewMut, PixelFormat};
+        let Some((w, h)) = *self.frame_size.lock().unwrap() else {
+            return Ok(());
+        };
+        let mut labels = vec![0u8; w * h];
+        let classes = {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut().filter(|s| s.post.has_state()) else {
+                return Ok(());
+            };
+            let mut view = FrameViewMut::packed(PixelFormat::Gray8, w, h, &mut labels)
+                .map_err(|e| flow_error(self, engine_error("", &e)))?;
+            state
+                .post
+                .render_gray(GrayKind::Labels, &mut view)
+                .map_err(|e| flow_error(self, engine_error("label mask", &e)))?;
+            state.classes
+        };
+        let mut counts = [0usize; MAX_GRAY8_LABEL + 1];
+        for &l in &labels {
+            counts[l as usize] += 1;
+        }
+        let region_ids: Vec<u32> = (0..counts.len())
+            .filter(|&i| counts[i] > 0)
+            .map(|i| i as u32)
+            .collect();
+        let names: Vec<glib::Quark> = region_ids
+            .iter()
+            .map(|&i| glib::Quark::from_str(&*class_name(classes, i as usize)))
+            .collect();
+        let levels: Vec<f32> = region_ids
+            .iter()
+            .map(|&i| counts[i as usize] as f32 / (w * h) as f32)
+            .collect();
+        let seg = crate::analytics::SemanticSegmentation {
+            mask: gst::Buffer::from_mut_slice(labels),
+            width: w as u32,
+            height: h as u32,
+            region_ids: &region_ids,
+            names: &names,
+            levels: &levels,
+        };
+        crate::analytics::add_semantic_segmentation(outbuf, seg).map_err(|e| {
+            flow_error(
+                self,
+                gst::error_msg!(
+                    gst::CoreError::Failed,
+                    ("cannot attach the segmentation mtd: {e}")
+                ),
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// The name of label `i` of a model with `classes` output channels: one-channel models (the
+/// selfie model) label background 0 and person 1; 19 classes are Cityscapes'.
+#[cfg(feature = "analytics")]
+fn class_name(classes: usize, i: usize) -> std::borrow::Cow<'static, str> {
+    use ffnetseg::classes::CITYSCAPES;
+    match (classes, i) {
+        (1, 0) => "background".into(),
+        (1, 1) => "person".into(),
+        (n, i) if n == CITYSCAPES.len() && i < n => CITYSCAPES[i].into(),
+        (_, i) => format!("class-{i}").into(),
     }
 }

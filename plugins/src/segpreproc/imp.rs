@@ -6,6 +6,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use ffnetseg::preprocess::modelinfo::{self, InputInfo};
 use ffnetseg::preprocess::{
     Interpolation, Normalization, PreprocessConfig, Preprocessor, ResizeMode,
 };
@@ -47,6 +48,8 @@ struct Settings {
     std: Option<[f32; 3]>,
     resize: ResizeChoice,
     interpolation: InterpolationChoice,
+    /// Whether scale, mean or std was set (then a `.modelinfo` file's ranges are not used).
+    normalization_set: bool,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             std: None,
             resize: DEFAULT_RESIZE,
             interpolation: DEFAULT_INTERPOLATION,
+            normalization_set: false,
         }
     }
 }
@@ -139,13 +143,50 @@ fn interpolation(c: InterpolationChoice) -> Interpolation {
 }
 
 impl SegPreproc {
-    /// Asks downstream (ffnetinfer) for the model's input; properties override.
-    fn resolve_target(&self, settings: &Settings) -> Result<TensorSpec, gst::ErrorMessage> {
+    /// The input section of the `.modelinfo` file next to the model downstream named.
+    fn model_info(&self, query: &gst::QueryRef) -> Option<InputInfo> {
+        let source = meta::read_contract_source(query)?;
+        let path = modelinfo::find_for(&source.model)?;
+        match modelinfo::load_input(&path, Some(&source.input_name)) {
+            Ok(Some(info)) => {
+                gst::info!(CAT, imp = self, "{}: {info:?}", path.display());
+                Some(info)
+            }
+            Ok(None) => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "{}: no input tensor section",
+                    path.display()
+                );
+                None
+            }
+            Err(e) => {
+                let text = format!("ignoring the model's .modelinfo file: {e}");
+                gst::warning!(CAT, imp = self, "{text}");
+                gst::element_imp_warning!(self, gst::ResourceError::Read, ("{text}"));
+                None
+            }
+        }
+    }
+
+    /// Asks downstream (ffnetinfer) for the model's input; a `.modelinfo` file next to the
+    /// model overrides its answer, properties override both. Returns the tensor, its
+    /// normalization, and whether properties or the file (not the model) shaped it.
+    fn resolve_target(
+        &self,
+        settings: &Settings,
+    ) -> Result<(TensorSpec, Normalization, bool), gst::ErrorMessage> {
         let mut query = meta::contract_query();
         let answered = self.obj().src_pad().peer_query(&mut query);
         let from_model = answered
             .then(|| meta::read_contract_answer(&query))
             .flatten();
+        let info = if answered {
+            self.model_info(&query)
+        } else {
+            None
+        };
         gst::debug!(
             CAT,
             imp = self,
@@ -169,6 +210,15 @@ impl SegPreproc {
                 quantization: None,
             },
         };
+        let mut shaped = settings.overrides();
+        if let Some((h, w)) = info.as_ref().and_then(|i| i.size) {
+            shaped |= (spec.width, spec.height) != (w, h);
+            (spec.width, spec.height) = (w, h);
+        }
+        if let Some(layout) = info.as_ref().and_then(|i| i.layout) {
+            shaped |= spec.layout != layout;
+            spec.layout = layout;
+        }
         if settings.width > 0 {
             spec.width = settings.width as usize;
         }
@@ -187,12 +237,16 @@ impl SegPreproc {
             LayoutChoice::Nchw => spec.layout = Layout::Nchw,
             LayoutChoice::Nhwc => spec.layout = Layout::Nhwc,
         }
-        Ok(spec)
+        let normalization = match info.and_then(|i| i.normalization) {
+            Some(n) if !settings.normalization_set => n,
+            _ => settings.normalization(),
+        };
+        Ok((spec, normalization, shaped))
     }
 
     /// The preprocessor and its tensor pool for the current settings and model.
     fn make_converter(&self, settings: &Settings) -> Result<Converter, gst::FlowError> {
-        let target = self.resolve_target(settings).map_err(|e| {
+        let (target, normalization, overridden) = self.resolve_target(settings).map_err(|e| {
             self.post_error_message(e);
             gst::FlowError::NotNegotiated
         })?;
@@ -207,7 +261,7 @@ impl SegPreproc {
         );
         let config = PreprocessConfig {
             target,
-            normalization: settings.normalization(),
+            normalization,
             resize: resize_mode(settings.resize),
             interpolation: interpolation(settings.interpolation),
         };
@@ -230,7 +284,7 @@ impl SegPreproc {
         Ok(Converter {
             preprocessor,
             pool,
-            overridden: settings.overrides(),
+            overridden,
         })
     }
 
@@ -369,7 +423,10 @@ impl ObjectImpl for SegPreproc {
                 "width" => s.width = value.get().expect("type checked upstream"),
                 "height" => s.height = value.get().expect("type checked upstream"),
                 "layout" => s.layout = value.get().expect("type checked upstream"),
-                "scale" => s.scale = value.get().expect("type checked upstream"),
+                "scale" => {
+                    s.scale = value.get().expect("type checked upstream");
+                    s.normalization_set = true;
+                }
                 "resize" => s.resize = value.get().expect("type checked upstream"),
                 "interpolation" => s.interpolation = value.get().expect("type checked upstream"),
                 "mean" | "std" => {
@@ -384,8 +441,14 @@ impl ObjectImpl for SegPreproc {
                             );
                             return;
                         }
-                        Ok(v) if name == "mean" => s.mean = v,
-                        Ok(v) => s.std = v,
+                        Ok(v) if name == "mean" => {
+                            s.mean = v;
+                            s.normalization_set = true;
+                        }
+                        Ok(v) => {
+                            s.std = v;
+                            s.normalization_set = true;
+                        }
                         Err(e) => {
                             gst::warning!(
                                 CAT,

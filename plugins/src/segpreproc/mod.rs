@@ -14,6 +14,11 @@ use gst::prelude::*;
  * the model wants (it asks ffnetinfer). The tensor rides on the frame as metadata; the
  * frame itself passes through unchanged. Each ffnetinfer needs its own segpreproc.
  *
+ * A `.modelinfo` file next to the model (GStreamer 1.28's format: `model.onnx.modelinfo` or
+ * `model.modelinfo`) is used like properties: its input tensor's `ranges` set the
+ * normalization unless scale, mean or std is set, and its `dims` the size and layout unless
+ * width, height or layout is set (docs/analytics.md).
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 videotestsrc ! segpreproc ! ffnetinfer model=models/selfie_segmentation.onnx ! segpostproc mode=mask ! videoconvert ! autovideosink
