@@ -138,16 +138,18 @@ impl Engine {
             .map_err(|_| "cannot read a tensor".to_string())?;
         let inputs: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
         let pool = &self.pool;
-        let mut made = Vec::with_capacity(jobs.len());
+        let mut made: Vec<Option<Result<_, String>>> = (0..jobs.len()).map(|_| None).collect();
         self.session
-            .run_batch(&inputs, &spec, |_, actual, data| {
-                made.push(score_buffer(pool, data).map(|b| (b, actual)));
+            .run_batch(&inputs, &spec, |slot, actual, data| {
+                if let Some(m) = made.get_mut(slot) {
+                    *m = Some(score_buffer(pool, data).map(|b| (b, actual)));
+                }
             })
             .map_err(|e| e.to_string())?;
         let elapsed = started.elapsed().as_nanos() as u64;
         let mut scores = Vec::with_capacity(jobs.len());
         for (job, result) in jobs.iter().zip(made) {
-            let (buffer, actual) = result?;
+            let (buffer, actual) = result.ok_or("the model gave no scores for a slot")??;
             scores.push(self.scores_of(job, buffer, actual, 0, elapsed));
         }
         Ok((scores, elapsed))

@@ -1112,10 +1112,13 @@ impl ElementImpl for FfnetInfer {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        if transition == gst::StateChange::PausedToReady {
+        match transition {
             // Before the pads deactivate (which waits for the streaming thread): a sync
             // frame waiting for a shared instance gives up.
-            self.interrupt_wait();
+            gst::StateChange::PausedToReady => self.interrupt_wait(),
+            // A paused camera sends nothing: the instance does not wait for it meanwhile.
+            gst::StateChange::PlayingToPaused => self.idle_in_instance(),
+            _ => {}
         }
         self.parent_change_state(transition)
     }
