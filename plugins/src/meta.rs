@@ -297,6 +297,9 @@ impl Scores {
 
     pub fn from_buffer(buffer: &gst::BufferRef) -> Option<Self> {
         let s = meta_structure(buffer, SCORES_META)?;
+        // Checked first: a missing field's lookup error is built on the heap, and only
+        // shared instances write these (the hot path of the others stays allocation-free).
+        let shared = s.has_field("instance");
         Some(Scores {
             scores: s.get::<gst::Buffer>("scores").ok()?,
             classes: s.get::<u32>("classes").ok()? as usize,
@@ -314,9 +317,17 @@ impl Scores {
             provider: provider_name(s.get::<&str>("provider").ok()?),
             inference_ns: s.get::<u64>("inference-ns").unwrap_or(0),
             model_generation: s.get::<u64>("model-generation").unwrap_or(0),
-            instance: s.get::<&str>("instance").ok().map(Arc::from),
-            batch_slot: s.get::<u32>("batch-slot").unwrap_or(0),
-            batch_size: s.get::<u32>("batch-size").unwrap_or(1),
+            instance: shared
+                .then(|| s.get::<&str>("instance").ok().map(Arc::from))
+                .flatten(),
+            batch_slot: shared
+                .then(|| s.get::<u32>("batch-slot").ok())
+                .flatten()
+                .unwrap_or(0),
+            batch_size: shared
+                .then(|| s.get::<u32>("batch-size").ok())
+                .flatten()
+                .unwrap_or(1),
         })
     }
 }
