@@ -50,16 +50,13 @@ def run(n, src, infer, sink="fakesink sync=false", timeout=None, verbose=False):
     cmd = args + desc.split()
     t = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = []
     if timeout:
         try:
             o, _ = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             p.send_signal(2)  # SIGINT: -e sends EOS, the pipeline ends cleanly
             o, _ = p.communicate(timeout=60)
-        out = o
-        _, status, usage = os.wait4(p.pid, 0) if p.returncode is None else (0, p.returncode, None)
-        return time.monotonic() - t, None, out
+        return time.monotonic() - t, None, o
     o, _ = p.communicate()
     elapsed = time.monotonic() - t
     if p.returncode != 0:
@@ -78,11 +75,12 @@ def peak_rss(n, src, infer):
 if what in ("rss", "all"):
     print(f"\n== peak RSS (MiB), selfie, 640x480 NV12, 60 frames per stream, sync; load {load()}")
     src = "videotestsrc num-buffers=60 ! video/x-raw,format=NV12,width=640,height=480"
-    print(f"{'streams':>8} {'shared':>8} {'separate':>9}")
+    print(f"{'streams':>8} {'shared, batch 1':>16} {'shared, batch N':>16} {'separate':>9}")
     for n in (1, 2, 4, 8):
-        shared = peak_rss(n, src, f"model={batch} shared-instance=cams batch-size={n}")
+        unbatched = peak_rss(n, src, f"model={selfie} shared-instance=cams")
+        batched = peak_rss(n, src, f"model={batch} shared-instance=cams batch-size={n}")
         separate = peak_rss(n, src, f"model={selfie}")
-        print(f"{n:>8} {shared:>8.0f} {separate:>9.0f}", flush=True)
+        print(f"{n:>8} {unbatched:>16.0f} {batched:>16.0f} {separate:>9.0f}", flush=True)
 
 if what in ("fps", "all"):
     frames = 150
@@ -102,7 +100,7 @@ if what in ("fps", "all"):
 
 if what in ("live", "all"):
     seconds = 12
-    print(f"\n== live 1080p30 NV12 sources, selfie, shared, async, {seconds} s each; per stream: min/max of the 1 s rates after the first 2 s, drops")
+    print(f"\n== live 1080p30 NV12 sources, selfie, shared, async, {seconds} s each; per stream: average rate, min/max of the 1 s rates after the first 2 s, drops")
     src = "videotestsrc is-live=true ! video/x-raw,format=NV12,width=1920,height=1080,framerate=30/1"
     sink = "fpsdisplaysink name=fps{i} video-sink=fakesink sync=true text-overlay=false fps-update-interval=1000"
     best = 0
@@ -111,14 +109,13 @@ if what in ("live", "all"):
         _, _, out = run(n, src, f"model={selfie} shared-instance=cams mode=async", sink, timeout=seconds, verbose=True)
         rates = {}
         drops = {}
-        for m in re.finditer(r"/GstPipeline:pipeline0/GstFPSDisplaySink:fps(\d+)\.GstElement?:?.*?last-message = rendered: (\d+), dropped: (\d+), current: ([\d.]+), average: ([\d.]+)", out):
-            i, rendered, dropped, current = int(m[1]), int(m[2]), int(m[3]), float(m[4])
-            rates.setdefault(i, []).append(current)
-            drops[i] = dropped
-        if len(rates) < n:
-            for m in re.finditer(r"fps(\d+).*?last-message = rendered: (\d+), dropped: (\d+), current: ([\d.]+)", out):
-                rates.setdefault(int(m[1]), []).append(float(m[4]))
-                drops[int(m[1])] = int(m[3])
+        average = {}
+        pattern = r"GstFPSDisplaySink:fps(\d+): last-message = rendered: (\d+), dropped: (\d+), current: ([\d.]+), average: ([\d.]+)"
+        for m in re.finditer(pattern, out):
+            i = int(m[1])
+            rates.setdefault(i, []).append(float(m[4]))
+            drops[i] = int(m[3])
+            average[i] = float(m[5])
         ok = len(rates) == n
         for i in range(n):
             r = rates.get(i, [])[2:] or rates.get(i, [])
@@ -126,8 +123,11 @@ if what in ("live", "all"):
                 print(f"   stream {i}: no measurements")
                 ok = False
                 continue
-            print(f"   stream {i}: min {min(r):5.1f} max {max(r):5.1f} fps, dropped {drops.get(i, '?')}")
-            ok = ok and min(r) >= 29.5 and drops.get(i, 1) == 0
+            # 1 s windows of a 30 fps stream hold 29 to 31 frames by where they fall:
+            # the criterion is the whole run's average; min/max show how even it was.
+            avg = average.get(i, 0.0)
+            print(f"   stream {i}: average {avg:6.2f} fps, 1 s rates min {min(r):6.2f} max {max(r):6.2f}, dropped {drops.get(i, '?')}")
+            ok = ok and avg >= 29.5 and drops.get(i, 1) == 0
         if not ok:
             break
         best = n
