@@ -592,3 +592,26 @@ fn bytemuck_bytes(v: &[f32]) -> &[u8] {
     // SAFETY: f32 has no padding and any byte pattern is a valid u8.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
 }
+
+#[test]
+fn a_member_whose_inference_fails_stops_alone() {
+    // fail_on_bright.onnx runs on black frames and fails on bright ones.
+    let props = format!(
+        "model={} shared-instance=fail batch-size=2 batch-timeout=50 mode=sync",
+        data_model("fail_on_bright.onnx")
+    );
+    let black = stream(0x00, false, 40, &props);
+    let white = stream(0xff, false, 40, &props);
+    black.play();
+    white.play();
+    let e = start_error(&white);
+    assert!(e.contains("inference failed"), "{e}");
+    black.wait_eos();
+    let recs = black.recs();
+    assert_eq!(recs.len(), 40);
+    for r in &recs {
+        let r = r.as_ref().expect("every black frame has scores");
+        assert!((mean(&r.values) - 0.25).abs() < 1e-6, "{}", mean(&r.values));
+    }
+    black.stop();
+}

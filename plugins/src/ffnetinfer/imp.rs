@@ -563,15 +563,16 @@ impl FfnetInfer {
         while s.answered < ticket && s.failed.is_none() && !s.interrupted {
             s = cvar.wait(s).unwrap();
         }
-        if s.answered >= ticket {
-            return Ok(s.answer.take());
-        }
+        // A failure first: this frame's inference failed (its answer is empty).
         if let Some(e) = s.failed.clone() {
             drop(s);
             return Err(flow_error(
                 self,
                 gst::error_msg!(gst::StreamError::Failed, ("inference failed: {e}")),
             ));
+        }
+        if s.answered >= ticket {
+            return Ok(s.answer.take());
         }
         Err(gst::FlowError::Flushing)
     }
