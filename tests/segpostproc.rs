@@ -324,6 +324,9 @@ fn labels_of_a_model_with_more_than_256_classes_warn_once_that_they_are_clamped(
             provider: "cpu".into(),
             inference_ns: 0,
             model_generation: 1,
+            instance: None,
+            batch_slot: 0,
+            batch_size: 1,
         }
         .attach(f)
         .unwrap();

@@ -30,7 +30,10 @@
 //!   `classes`, `width`, `height` (u32), `layout`, `region-*` and `tensor-width`/`tensor-height`
 //!   as above, `source-pts` (u64 ns, absent when the frame had none), `sequence` (u64,
 //!   increases by one per inference), `provider` (string), `inference-ns` (u64),
-//!   `model-generation` (u64, changes when ffnetinfer loads another model).
+//!   `model-generation` (u64, changes when ffnetinfer loads another model); from a shared
+//!   instance (ffnetinfer `shared-instance`) also `instance` (string, its name), `batch-slot`
+//!   (u32, the frame's place in the batched inference, 0 when run alone) and `batch-size`
+//!   (u32, frames in that inference).
 //!
 //! Both metas describe the picture's geometry, so they carry the tags GStreamer's video
 //! metas use (`video`, `size`, `orientation`): a buffer copy keeps them, an element that
@@ -39,7 +42,7 @@
 
 use std::borrow::Cow;
 use std::ffi::CStr;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use gst::glib;
 use gst::meta::CustomMeta;
@@ -231,6 +234,13 @@ pub struct Scores {
     pub inference_ns: u64,
     /// Which model made the scores: changes when ffnetinfer starts or swaps its model.
     pub model_generation: u64,
+    /// The shared instance (ffnetinfer `shared-instance`) that made the scores; None for
+    /// an element's own model (then the batch fields are 0 and 1).
+    pub instance: Option<Arc<str>>,
+    /// The frame's place in its batched inference (0 when run alone).
+    pub batch_slot: u32,
+    /// Frames in that inference (1 when run alone).
+    pub batch_size: u32,
 }
 
 impl Scores {
@@ -276,11 +286,20 @@ impl Scores {
         s.set("provider", self.provider.as_ref());
         s.set("inference-ns", self.inference_ns);
         s.set("model-generation", self.model_generation);
+        // Only shared instances: an element's own model keeps the meta as it was.
+        if let Some(name) = &self.instance {
+            s.set("instance", name.as_ref());
+            s.set("batch-slot", self.batch_slot);
+            s.set("batch-size", self.batch_size);
+        }
         Ok(())
     }
 
     pub fn from_buffer(buffer: &gst::BufferRef) -> Option<Self> {
         let s = meta_structure(buffer, SCORES_META)?;
+        // Checked first: a missing field's lookup error is built on the heap, and only
+        // shared instances write these (the hot path of the others stays allocation-free).
+        let shared = s.has_field("instance");
         Some(Scores {
             scores: s.get::<gst::Buffer>("scores").ok()?,
             classes: s.get::<u32>("classes").ok()? as usize,
@@ -298,6 +317,17 @@ impl Scores {
             provider: provider_name(s.get::<&str>("provider").ok()?),
             inference_ns: s.get::<u64>("inference-ns").unwrap_or(0),
             model_generation: s.get::<u64>("model-generation").unwrap_or(0),
+            instance: shared
+                .then(|| s.get::<&str>("instance").ok().map(Arc::from))
+                .flatten(),
+            batch_slot: shared
+                .then(|| s.get::<u32>("batch-slot").ok())
+                .flatten()
+                .unwrap_or(0),
+            batch_size: shared
+                .then(|| s.get::<u32>("batch-size").ok())
+                .flatten()
+                .unwrap_or(1),
         })
     }
 }

@@ -8,12 +8,14 @@
 //! - `ort_log`: ONNX Runtime's creation log (placements, rejected nodes, provider failures).
 //! - [`placement`]: where the nodes run, and the warning naming those left on the CPU.
 //! - `fixed_run`: runs without a heap allocation per frame for fixed-shape models.
+//! - `batch_run`: one run on the frames of several streams, for models with a dynamic batch.
 //! - [`runtime`]: loading libonnxruntime once per process.
 //! - [`plugin_ep`]: execution providers shipped as plugin libraries (QNN).
 //! - [`qnn_ep_version`]: which onnxruntime-qnn a plugin library is, and whether it fits.
 //! - [`qnn_options`]: checks of the QNN provider's options.
 //! - [`onnx_proto`]: a minimal ONNX protobuf reader (nodes, Q/DQ parameters, operator counts).
 
+mod batch_run;
 mod config;
 mod context_cache;
 mod contract;
@@ -73,6 +75,8 @@ pub struct InferenceSession {
     fixed: Option<FixedRun>,
     /// Off: every run goes through ort's own `run` (the reference for tests).
     allocation_free: bool,
+    /// Batched runs (several streams' frames at once), for models with a dynamic batch.
+    batch: Option<batch_run::BatchRun>,
 }
 
 /// Where the session loads the model from, and the EP-context model it is to write.
@@ -140,6 +144,7 @@ impl InferenceSession {
             warnings.push(msg);
         }
         let fixed = FixedRun::prepare(&session, &contract)?;
+        let batch = batch_run::BatchRun::prepare(&session, &contract);
         Ok(InferenceSession {
             session,
             contract,
@@ -152,6 +157,7 @@ impl InferenceSession {
             dequantized: Vec::new(),
             fixed,
             allocation_free: true,
+            batch,
         })
     }
 
@@ -243,7 +249,7 @@ impl InferenceSession {
             let actual = actual_output(&dims, data, &self.contract)?;
             return Ok(consume(actual, data));
         }
-        let value = input_value(spec, input)?;
+        let value = input_value(spec, spec.shape(), input)?;
         // The model has exactly one input (the contract says so): passed by position.
         let outputs = self
             .session
@@ -458,9 +464,9 @@ fn check_input(want: &TensorSpec, spec: &TensorSpec, input: &[u8]) -> Result<()>
     Ok(())
 }
 
-/// The input bytes as an ONNX Runtime tensor of the spec's element type (no copy).
-fn input_value<'a>(spec: &TensorSpec, input: &'a [u8]) -> Result<DynValueRef<'a>> {
-    let shape = spec.shape();
+/// The input bytes as an ONNX Runtime tensor of the spec's element type and `shape`
+/// (the spec's own, or with a batch of several frames), without a copy.
+fn input_value<'a>(spec: &TensorSpec, shape: [i64; 4], input: &'a [u8]) -> Result<DynValueRef<'a>> {
     let misaligned = |size: usize| {
         move |_| Error::Input(format!("input tensor memory is not {size}-byte aligned"))
     };

@@ -9,7 +9,7 @@ use gst::prelude::*;
 
 use ffnetseg::inference::{InferenceSession, ModelContract, SessionConfig};
 use ffnetseg::tensor::Region;
-use ffnetseg::tensor::TensorSpec;
+use ffnetseg::tensor::{OutputSpec, TensorSpec};
 
 use crate::error::engine_error;
 use crate::meta::Scores;
@@ -124,7 +124,54 @@ impl Engine {
             })
             .map_err(|e| e.to_string())??;
         let elapsed = started.elapsed().as_nanos() as u64;
-        let scores = Scores {
+        let scores = self.scores_of(job, scores, actual, sequence, elapsed);
+        Ok((scores, elapsed))
+    }
+
+    /// Whether several frames can run in one inference (the model's batch is dynamic).
+    pub fn supports_batches(&self) -> bool {
+        self.session.supports_batches()
+    }
+
+    /// Runs the jobs (all of the same tensor spec) as one batched inference; returns each
+    /// job's scores in the jobs' order (batch slot = index) and the time it took (ns).
+    pub fn infer_batch(&mut self, jobs: &[&Job]) -> Result<(Vec<Scores>, u64), String> {
+        let started = Instant::now();
+        let spec = jobs.first().ok_or("an empty batch")?.spec;
+        let maps = jobs
+            .iter()
+            .map(|j| j.tensor.map_readable())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| "cannot read a tensor".to_string())?;
+        let inputs: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
+        let pool = &self.pool;
+        let mut made: Vec<Option<Result<_, String>>> = (0..jobs.len()).map(|_| None).collect();
+        self.session
+            .run_batch(&inputs, &spec, |slot, actual, data| {
+                if let Some(m) = made.get_mut(slot) {
+                    *m = Some(score_buffer(pool, data).map(|b| (b, actual)));
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        let elapsed = started.elapsed().as_nanos() as u64;
+        let mut scores = Vec::with_capacity(jobs.len());
+        for (job, result) in jobs.iter().zip(made) {
+            let (buffer, actual) = result.ok_or("the model gave no scores for a slot")??;
+            scores.push(self.scores_of(job, buffer, actual, 0, elapsed));
+        }
+        Ok((scores, elapsed))
+    }
+
+    /// The scores meta of one job's result.
+    fn scores_of(
+        &self,
+        job: &Job,
+        scores: gst::Buffer,
+        actual: OutputSpec,
+        sequence: u64,
+        elapsed: u64,
+    ) -> Scores {
+        Scores {
             scores,
             classes: actual.classes,
             width: actual.width,
@@ -138,8 +185,10 @@ impl Engine {
             provider: self.provider.clone(),
             inference_ns: elapsed,
             model_generation: self.generation,
-        };
-        Ok((scores, elapsed))
+            instance: None,
+            batch_slot: 0,
+            batch_size: 1,
+        }
     }
 }
 

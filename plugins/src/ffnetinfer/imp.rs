@@ -21,13 +21,14 @@ use ffnetseg::inference::{ModelContract, SessionConfig, parse_provider_options};
 use ffnetseg::tensor::TensorSpec;
 
 use super::engine::{Engine, Job, OpenError, Remarks};
+use super::instance::{self, ModelFacts};
 use super::ota::{self, Watched, Watcher};
 use super::worker::{Runner, Shared, SharedState, Stats};
 use super::{ModeChoice, ProviderChoice};
 use crate::error::flow_error;
 use crate::meta::{self, InputTensor, Scores};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "ffnetinfer",
         gst::DebugColorFlags::empty(),
@@ -45,6 +46,10 @@ const MAX_INTERVAL: u32 = 1000;
 const DEFAULT_SPIN: bool = false;
 const DEFAULT_RELOAD_ON_CHANGE: bool = false;
 const DEFAULT_VERIFY_DIGEST: bool = false;
+const DEFAULT_BATCH_SIZE: u32 = 1;
+const MAX_BATCH_SIZE: u32 = 64;
+const DEFAULT_BATCH_TIMEOUT_MS: u32 = 10;
+const MAX_BATCH_TIMEOUT_MS: u32 = 1000;
 
 /// How often (in frames) the stats element message is posted.
 const STATS_EVERY: u64 = 30;
@@ -70,6 +75,10 @@ struct Settings {
     context_cache: Option<PathBuf>,
     reload_on_change: bool,
     verify_digest: bool,
+    /// Name of the shared instance this element is a member of; None: its own model.
+    shared_instance: Option<String>,
+    batch_size: u32,
+    batch_timeout_ms: u32,
 }
 
 impl Default for Settings {
@@ -89,6 +98,9 @@ impl Default for Settings {
             context_cache: None,
             reload_on_change: DEFAULT_RELOAD_ON_CHANGE,
             verify_digest: DEFAULT_VERIFY_DIGEST,
+            shared_instance: None,
+            batch_size: DEFAULT_BATCH_SIZE,
+            batch_timeout_ms: DEFAULT_BATCH_TIMEOUT_MS,
         }
     }
 }
@@ -126,6 +138,44 @@ impl Settings {
             )));
         }
         Ok(opened)
+    }
+
+    /// The settings that shape the session, which a shared instance's members must share
+    /// (the model as its canonical path, so that two spellings of one file agree).
+    fn instance_key(&self) -> instance::SessionKey {
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        vec![
+            ("model", path(&self.model)),
+            (
+                "provider",
+                ffnetseg::inference::Provider::from(self.provider)
+                    .name()
+                    .into(),
+            ),
+            ("provider-options", join_options(&self.provider_options)),
+            ("threads", self.threads.to_string()),
+            (
+                "disable-cpu-fallback",
+                self.disable_cpu_fallback.to_string(),
+            ),
+            ("ort-library", path(&self.ort_library)),
+            ("ep-library", path(&self.ep_library)),
+            ("context-cache", path(&self.context_cache)),
+            ("spin", self.spin.to_string()),
+            ("verify-digest", self.verify_digest.to_string()),
+        ]
+    }
+
+    fn batching(&self) -> instance::Batching {
+        instance::Batching {
+            size: self.batch_size.max(1) as usize,
+            timeout: std::time::Duration::from_millis(self.batch_timeout_ms.into()),
+        }
     }
 
     fn model_name(&self) -> String {
@@ -214,6 +264,11 @@ impl FfnetInfer {
             engine.output_id.0.as_str(),
             engine.output_id.1
         );
+        self.post_provider(requested, &engine.provider, model);
+    }
+
+    /// The `ffnetinfer-provider` element message: the provider asked for and the one used.
+    fn post_provider(&self, requested: ProviderChoice, active: &str, model: &str) {
         let _ = self.obj().post_message(
             gst::message::Element::builder(
                 gst::Structure::builder("ffnetinfer-provider")
@@ -221,7 +276,7 @@ impl FfnetInfer {
                         "requested",
                         ffnetseg::inference::Provider::from(requested).name(),
                     )
-                    .field("active", engine.provider.as_ref())
+                    .field("active", active)
                     .field("model", model)
                     .build(),
             )
@@ -267,6 +322,11 @@ impl FfnetInfer {
             imp = self,
             "live source: running inference asynchronously (mode=auto)"
         );
+        if let Runner::Shared(_) = state.runner {
+            // The instance's worker runs it; this element just stops waiting.
+            state.asynchronous = true;
+            return Ok(());
+        }
         let Runner::Sync(engine) = std::mem::replace(&mut state.runner, Runner::Async(None)) else {
             return Ok(());
         };
@@ -374,6 +434,19 @@ impl FfnetInfer {
     fn swap_engine(&self, engine: Engine) {
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else { return };
+        if let Runner::Shared(membership) = &state.runner {
+            // The whole instance swaps; every member (this one too) adopts it.
+            let instance = membership.instance().clone();
+            drop(guard);
+            let settings = self.settings.lock().unwrap().clone();
+            let key = settings.instance_key();
+            let model = key
+                .into_iter()
+                .find(|(k, _)| *k == "model")
+                .unwrap_or_default();
+            instance.swap(engine, settings.model, model.1);
+            return;
+        }
         let input_changed = state.input != engine.contract.input;
         state.input = engine.contract.input;
         state.input_name.clone_from(&engine.contract.input_name);
@@ -393,6 +466,8 @@ impl FfnetInfer {
                     s.next_engine = Some(engine);
                     cvar.notify_all();
                 }
+                // Handed to the instance above (and returned).
+                Runner::Shared(_) => {}
             }
         }
         drop(guard);
@@ -401,6 +476,154 @@ impl FfnetInfer {
             self.obj()
                 .sink_pad()
                 .push_event(gst::event::Reconfigure::new());
+        }
+    }
+
+    /// A shared instance swapped its model (any member asked): this member drops its older
+    /// results (the new model generation restarts segpostproc's smoothing) and re-asks
+    /// segpreproc for the model's input when it changed.
+    pub(super) fn adopt_model(&self, facts: &ModelFacts) {
+        if let Some(model) = &facts.model {
+            // What the property reads back (no load of its own: the instance has it).
+            self.settings.lock().unwrap().model = Some(model.clone());
+        }
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else { return };
+        let input_changed = state.input != facts.input;
+        state.input = facts.input;
+        state.input_name.clone_from(&facts.input_name);
+        #[cfg(feature = "analytics")]
+        {
+            state.output_id = facts.output_id;
+        }
+        {
+            let mut s = self.shared.0.lock().unwrap();
+            s.epoch += 1;
+            s.latest = None;
+            s.stats.active_provider = facts.provider.clone();
+        }
+        drop(guard);
+        if input_changed {
+            self.obj()
+                .sink_pad()
+                .push_event(gst::event::Reconfigure::new());
+        }
+    }
+
+    /// Starts as a member of a shared instance: joins it, or makes it and loads the model.
+    fn start_shared(&self, settings: &Settings, name: &str) -> Result<(), gst::ErrorMessage> {
+        *self.shared.0.lock().unwrap() = Shared::default();
+        let model = settings.model_name();
+        let load = || {
+            let (engine, remarks) = settings.open_model().map_err(|e| e.to_message())?;
+            self.announce(&engine, &remarks, &model, settings.provider);
+            Ok((engine, settings.model.clone()))
+        };
+        let (joined, facts) = instance::join(
+            name,
+            settings.instance_key(),
+            settings.batching(),
+            load,
+            self.shared.clone(),
+            self.obj().downgrade(),
+        )?;
+        if !joined.loaded_here {
+            self.post_provider(settings.provider, &facts.provider, &model);
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "member of shared-instance \"{name}\" ({} member(s); {})",
+            joined.members,
+            if joined.loaded_here {
+                "loaded the model"
+            } else {
+                "joined"
+            }
+        );
+        self.shared.0.lock().unwrap().stats.active_provider = facts.provider;
+        *self.state.lock().unwrap() = Some(State {
+            runner: Runner::Shared(joined.membership),
+            input: facts.input,
+            input_name: facts.input_name,
+            #[cfg(feature = "analytics")]
+            output_id: facts.output_id,
+            asynchronous: settings.mode == ModeChoice::Async,
+            frame_count: 0,
+        });
+        Ok(())
+    }
+
+    /// Shared instance: hands the frame to the instance when due; sync waits for its own
+    /// result, async returns the newest finished one.
+    fn infer_shared(
+        &self,
+        state: &State,
+        job: Job,
+        due: bool,
+    ) -> Result<Option<Scores>, gst::FlowError> {
+        let Runner::Shared(membership) = &state.runner else {
+            return Ok(None);
+        };
+        let (lock, cvar) = &*self.shared;
+        let mut s = lock.lock().unwrap();
+        if let Some(e) = &s.failed {
+            let text = format!("inference stopped after an earlier failure: {e}");
+            drop(s);
+            return Err(flow_error(
+                self,
+                gst::error_msg!(gst::StreamError::Failed, ("{text}")),
+            ));
+        }
+        if !due {
+            return Ok(s.latest.clone());
+        }
+        let job = Job {
+            epoch: s.epoch,
+            ..job
+        };
+        if state.asynchronous {
+            drop(s);
+            membership.submit(job, None);
+            return Ok(lock.lock().unwrap().latest.clone());
+        }
+        s.ticket += 1;
+        let ticket = s.ticket;
+        drop(s);
+        membership.submit(job, Some(ticket));
+        let mut s = lock.lock().unwrap();
+        while s.answered < ticket && s.failed.is_none() && !s.interrupted {
+            s = cvar.wait(s).unwrap();
+        }
+        // A failure first: this frame's inference failed (its answer is empty).
+        if let Some(e) = s.failed.clone() {
+            drop(s);
+            return Err(flow_error(
+                self,
+                gst::error_msg!(gst::StreamError::Failed, ("inference failed: {e}")),
+            ));
+        }
+        if s.answered >= ticket {
+            return Ok(s.answer.take());
+        }
+        Err(gst::FlowError::Flushing)
+    }
+
+    /// Wakes a sync frame waiting for the shared instance (flush, stop).
+    fn interrupt_wait(&self) {
+        let (lock, cvar) = &*self.shared;
+        lock.lock().unwrap().interrupted = true;
+        cvar.notify_all();
+    }
+
+    /// Shared instance: the worker no longer waits for this member's frames (EOS, flush).
+    fn idle_in_instance(&self) {
+        if let Some(State {
+            runner: Runner::Shared(m),
+            ..
+        }) = self.state.lock().unwrap().as_ref()
+        {
+            m.set_idle();
         }
     }
 
@@ -532,8 +755,16 @@ impl FfnetInfer {
         let ours = if self.is_asynchronous() {
             gst::ClockTime::ZERO
         } else {
+            // A sync frame of a batched shared instance may also wait for its batch.
+            let batch_wait = {
+                let s = self.settings.lock().unwrap();
+                match s.shared_instance {
+                    Some(_) if s.batch_size > 1 => u64::from(s.batch_timeout_ms) * 1_000_000,
+                    _ => 0,
+                }
+            };
             let stats = &self.shared.0.lock().unwrap().stats;
-            gst::ClockTime::from_nseconds(stats.last_inference_ns)
+            gst::ClockTime::from_nseconds(stats.last_inference_ns + batch_wait)
         };
         q.set(live, min + ours, max.map(|m| m + ours));
         true
@@ -591,6 +822,14 @@ impl FfnetInfer {
             "spin" => settings.spin = v.get().expect("type checked upstream"),
             "ep-library" => settings.ep_library = optional_path(v),
             "context-cache" => settings.context_cache = optional_path(v),
+            "shared-instance" => {
+                settings.shared_instance = v
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|n| !n.is_empty())
+            }
+            "batch-size" => settings.batch_size = v.get().expect("type checked upstream"),
+            "batch-timeout" => settings.batch_timeout_ms = v.get().expect("type checked upstream"),
             other => {
                 gst::error!(CAT, imp = self, "unknown property {other}");
                 return;
@@ -598,6 +837,11 @@ impl FfnetInfer {
         }
         gst::info!(CAT, imp = self, "{name} set to {:?}", v);
     }
+}
+
+fn join_options(options: &[(String, String)]) -> String {
+    let pairs: Vec<String> = options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(",")
 }
 
 fn describe(spec: &TensorSpec) -> String {
@@ -719,6 +963,31 @@ fn provider_properties() -> Vec<glib::ParamSpec> {
     ]
 }
 
+fn sharing_properties() -> Vec<glib::ParamSpec> {
+    vec![
+        glib::ParamSpecString::builder("shared-instance")
+            .nick("Shared instance")
+            .blurb(&format!("Name of a model session shared by every ffnetinfer of the process that names it (e.g. one per camera): the first to start loads the model, the others must have the same model, provider, provider-options, threads, disable-cpu-fallback, ort-library, ep-library, context-cache, spin, verify-digest, batch-size and batch-timeout; one worker runs all members' frames; a model change on one member swaps it for all; the last to stop frees it. Empty: this element's own model. {READY_ONLY}"))
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("batch-size")
+            .nick("Batch size")
+            .blurb(&format!("Shared instance: frames (at most one per member, the longest-waiting first) run per inference; a model with a dynamic batch dimension runs them in one inference, a batch-1 model one after another. Sync frames wait for their batch, async frames never wait. {READY_ONLY}"))
+            .minimum(1)
+            .maximum(MAX_BATCH_SIZE)
+            .default_value(DEFAULT_BATCH_SIZE)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("batch-timeout")
+            .nick("Batch timeout")
+            .blurb(&format!("Shared instance: milliseconds the first frame of a batch waits for the other members' frames before the batch runs short (a stopped camera never holds the others longer). {READY_ONLY}"))
+            .maximum(MAX_BATCH_TIMEOUT_MS)
+            .default_value(DEFAULT_BATCH_TIMEOUT_MS)
+            .mutable_ready()
+            .build(),
+    ]
+}
+
 fn stats_properties() -> Vec<glib::ParamSpec> {
     vec![
         glib::ParamSpecString::builder("active-provider")
@@ -758,6 +1027,7 @@ impl ObjectImpl for FfnetInfer {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             [
                 model_properties(),
+                sharing_properties(),
                 provider_properties(),
                 stats_properties(),
             ]
@@ -833,6 +1103,9 @@ impl ObjectImpl for FfnetInfer {
             "context-cache" => path_value(&s.context_cache),
             "reload-on-change" => s.reload_on_change.to_value(),
             "verify-digest" => s.verify_digest.to_value(),
+            "shared-instance" => s.shared_instance.to_value(),
+            "batch-size" => s.batch_size.to_value(),
+            "batch-timeout" => s.batch_timeout_ms.to_value(),
             "active-provider" => stats.active_provider.as_ref().to_value(),
             "inferences" => stats.inferences.to_value(),
             "frames-reused" => stats.frames_reused.to_value(),
@@ -867,6 +1140,21 @@ impl ElementImpl for FfnetInfer {
             LazyLock::new(crate::video::pad_templates);
         TEMPLATES.as_ref()
     }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        match transition {
+            // Before the pads deactivate (which waits for the streaming thread): a sync
+            // frame waiting for a shared instance gives up.
+            gst::StateChange::PausedToReady => self.interrupt_wait(),
+            // A paused camera sends nothing: the instance does not wait for it meanwhile.
+            gst::StateChange::PlayingToPaused => self.idle_in_instance(),
+            _ => {}
+        }
+        self.parent_change_state(transition)
+    }
 }
 
 impl BaseTransformImpl for FfnetInfer {
@@ -877,6 +1165,22 @@ impl BaseTransformImpl for FfnetInfer {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
+        if let Some(name) = settings.shared_instance.as_deref() {
+            self.start_shared(&settings, name)?;
+            if settings.reload_on_change {
+                self.start_watcher();
+            }
+            return Ok(());
+        }
+        if settings.batch_size > 1 {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "batch-size={} has no effect without shared-instance: an element's own model \
+                 runs its frames one at a time",
+                settings.batch_size
+            );
+        }
         let (engine, remarks) = settings.open_model().map_err(|e| e.to_message())?;
         self.announce(&engine, &remarks, &settings.model_name(), settings.provider);
         *self.shared.0.lock().unwrap() = Shared {
@@ -900,14 +1204,27 @@ impl BaseTransformImpl for FfnetInfer {
         if let Some(t) = self.loading.lock().unwrap().take() {
             let _ = t.join();
         }
-        if let Some(state) = self.state.lock().unwrap().take() {
+        // Taken out first: leaving a shared instance may wait for its worker.
+        let state = self.state.lock().unwrap().take();
+        if let Some(state) = state {
             state.runner.stop(&self.shared);
         }
         Ok(())
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::FlushStart(_) => {
+                // A sync frame waiting for a shared instance gives up, then the instance
+                // stops waiting for this member.
+                self.interrupt_wait();
+                self.idle_in_instance();
+            }
+            gst::EventView::Eos(_) => self.idle_in_instance(),
+            _ => {}
+        }
         if let gst::EventView::FlushStop(_) = event.view() {
+            self.shared.0.lock().unwrap().interrupted = false;
             // No result from before a seek or flush may be drawn after it, and the first
             // frame after it is inferred (interval counts from there).
             self.shared.0.lock().unwrap().drop_results();
@@ -963,7 +1280,7 @@ impl BaseTransformImpl for FfnetInfer {
         let mut guard = self.state.lock().unwrap();
         // Stopped under our feet (state change to READY): not an error.
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let still_sync = matches!(state.runner, Runner::Sync(_));
+        let still_sync = !state.asynchronous;
         if mode == ModeChoice::Auto
             && still_sync
             && state.frame_count == 0
@@ -987,6 +1304,7 @@ impl BaseTransformImpl for FfnetInfer {
         let result = match &mut state.runner {
             Runner::Sync(engine) => self.infer_now(engine, &job, due)?,
             Runner::Async(_) => self.queue_job(job, due)?,
+            Runner::Shared(_) => self.infer_shared(state, job, due)?,
         };
         #[cfg(feature = "analytics")]
         let output_id = state.output_id;

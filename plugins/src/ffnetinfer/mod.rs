@@ -4,6 +4,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod batch;
 mod engine;
 /**
  * SECTION:element-ffnetinfer
@@ -24,8 +25,16 @@ mod engine;
  * ]|
  */
 mod imp;
+mod instance;
 mod ota;
 mod worker;
+
+/// How many members the shared instance `name` (ffnetinfer's `shared-instance`) has now;
+/// None when no such instance exists: never made, or its last member left and its model
+/// session was freed.
+pub fn shared_instance_members(name: &str) -> Option<usize> {
+    instance::members(name)
+}
 
 glib::wrapper! {
     pub struct FfnetInfer(ObjectSubclass<imp::FfnetInfer>) @extends gst_base::BaseTransform, gst::Element, gst::Object;

@@ -27,6 +27,13 @@ pub struct Shared {
     pub stats: Stats,
     /// Set when async inference failed: the stream stops instead of reusing old results.
     pub failed: Option<String>,
+    /// Shared instance, sync: the last frame handed to the instance (a ticket number), the
+    /// last one answered, and that answer (None: the frame passes without a new result).
+    pub ticket: u64,
+    pub answered: u64,
+    pub answer: Option<Scores>,
+    /// Shared instance, sync: a flush or stop tells the waiting frame to give up.
+    pub interrupted: bool,
 }
 
 impl Shared {
@@ -66,10 +73,12 @@ impl Stats {
 
 pub type SharedState = Arc<(Mutex<Shared>, Condvar)>;
 
-/// Where inference runs: in the streaming thread, or on the worker thread.
+/// Where inference runs: in the streaming thread, on the worker thread, or on a shared
+/// instance's worker (sync or async as the element's State says).
 pub enum Runner {
     Sync(Box<Engine>),
     Async(Option<JoinHandle<()>>),
+    Shared(super::instance::Membership),
 }
 
 impl Runner {
@@ -89,7 +98,8 @@ impl Runner {
         Ok(Runner::Async(Some(thread)))
     }
 
-    /// Stops and joins the worker (async).
+    /// Stops and joins the worker (async); leaves a shared instance (the last member to
+    /// leave stops its worker and frees its session).
     pub fn stop(self, shared: &SharedState) {
         if let Runner::Async(Some(thread)) = self {
             let (lock, cvar) = &**shared;

@@ -1,0 +1,97 @@
+//! One inference on the frames of several streams at once (ffnetinfer's shared instances,
+//! `batch-size`), for models whose batch dimension is dynamic.
+//!
+//! The frames' tensors are copied side by side into one N×… input that the session keeps
+//! from run to run, the model runs once, and its N×… scores are handed out slot by slot
+//! (slot i = the i-th input). A model with a fixed batch of 1 has no batched run: the
+//! caller runs the frames one after another instead.
+
+use ort::session::Session;
+use ort::value::ValueType;
+
+use super::contract::ModelContract;
+use super::{InferenceSession, actual_output, check_input, input_value, scores_of};
+use crate::error::{Error, Result};
+use crate::tensor::{OutputSpec, TensorSpec};
+
+/// What a batched run keeps between runs.
+pub(super) struct BatchRun {
+    /// The N frames side by side; u64 words so that any element type is aligned.
+    input: Vec<u64>,
+}
+
+impl BatchRun {
+    /// Some when the model's input and scores output both have a dynamic first (batch)
+    /// dimension and the output is 4-D (a 3-D output's first axis is read as classes).
+    pub(super) fn prepare(session: &Session, contract: &ModelContract) -> Option<BatchRun> {
+        let first_dim = |shape: &[i64], rank: usize| (shape.len() == rank).then(|| shape[0]);
+        let input = session.inputs().first()?;
+        let output = session
+            .outputs()
+            .iter()
+            .find(|o| o.name() == contract.output_name)?;
+        let (ValueType::Tensor { shape: ishape, .. }, ValueType::Tensor { shape: oshape, .. }) =
+            (input.dtype(), output.dtype())
+        else {
+            return None;
+        };
+        let dynamic = first_dim(ishape, 4) == Some(-1) && first_dim(oshape, 4) == Some(-1);
+        dynamic.then(|| BatchRun { input: Vec::new() })
+    }
+}
+
+impl InferenceSession {
+    /// Whether the model takes several frames in one run (its batch dimension is dynamic).
+    pub fn supports_batches(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    /// Runs the model once on all `inputs` (each one frame's tensor laid out as `spec`) and
+    /// hands each frame's scores to `consume` with its slot (its index in `inputs`).
+    pub fn run_batch(
+        &mut self,
+        inputs: &[&[u8]],
+        spec: &TensorSpec,
+        mut consume: impl FnMut(usize, OutputSpec, &[f32]),
+    ) -> Result<()> {
+        let Some(batch) = self.batch.as_mut() else {
+            return Err(Error::Input(
+                "the model has a fixed batch of 1: run the frames one by one".into(),
+            ));
+        };
+        if inputs.is_empty() {
+            return Ok(());
+        }
+        for input in inputs {
+            check_input(&self.contract.input, spec, input)?;
+        }
+        let n = inputs.len();
+        let frame = spec.byte_size();
+        batch.input.clear();
+        batch.input.resize((n * frame).div_ceil(8), 0);
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(batch.input.as_mut_slice());
+        for (slot, input) in inputs.iter().enumerate() {
+            bytes[slot * frame..(slot + 1) * frame].copy_from_slice(input);
+        }
+        let mut shape = spec.shape();
+        shape[0] = n as i64;
+        let bytes: &[u8] = bytemuck::cast_slice(batch.input.as_slice());
+        let value = input_value(spec, shape, &bytes[..n * frame])?;
+        let outputs = self
+            .session
+            .run_with_options(ort::inputs![value], &self.run_options)
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        let (dims, data) = scores_of(&outputs, &self.contract, &mut self.dequantized)?;
+        if dims[0] != n as i64 || data.len() % n != 0 {
+            return Err(Error::Inference(format!(
+                "the model returned scores of shape {dims:?} for a batch of {n}"
+            )));
+        }
+        let per_frame = data.len() / n;
+        let one = [1, dims[1], dims[2], dims[3]];
+        for (slot, scores) in data.chunks_exact(per_frame).enumerate() {
+            consume(slot, actual_output(&one, scores, &self.contract)?, scores);
+        }
+        Ok(())
+    }
+}
