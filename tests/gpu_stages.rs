@@ -1,0 +1,342 @@
+//! The GPU (OpenCL) routes of segpreproc and segpostproc against their CPU routes, and the
+//! `compute` choice with its fallbacks, on a real OpenCL implementation: Debian's PoCL
+//! (`pocl-opencl-icd`, a CPU OpenCL device, installed by `make deps`).
+//!
+//! OpenCV chooses its OpenCL device once per process from the environment, so each test
+//! runs in a child process of this binary with the environment it needs ([`in_child`]):
+//! `OPENCV_OPENCL_DEVICE=:CPU:` (OpenCV takes only GPU devices otherwise) and
+//! `FFNETSEG_OPENCL_ALLOW_CPU=1` (the test-only opt-in that lets `compute=gpu` use it).
+
+use std::process::Command;
+
+use ffnetseg::frame::{
+    Colorimetry, FrameView, PixelFormat, PlaneLayout, YuvMatrix, YuvRange, plane_layouts,
+};
+use ffnetseg::opencl::{self, Active, Compute};
+use ffnetseg::preprocess::{
+    Interpolation, Normalization, PreprocessConfig, Preprocessor, ResizeMode,
+};
+use ffnetseg::tensor::{DType, Layout, Quantization, TensorSpec};
+
+const CHILD: &str = "FFNETSEG_GPU_TEST_CHILD";
+
+/// Environments the tests run under.
+const POCL: &[(&str, &str)] = &[
+    ("OPENCV_OPENCL_DEVICE", ":CPU:"),
+    (opencl::ALLOW_CPU_ENV, "1"),
+];
+
+/// Runs test `name` of this binary in a child process with `env` and returns true there (the
+/// caller then runs the test body); in the parent, waits for the child and asserts it passed.
+fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
+    if std::env::var(CHILD).is_ok() {
+        return true;
+    }
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("the test binary runs again");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{name} failed in its child process:\n{text}"
+    );
+    false
+}
+
+/// Deterministic noise: the harshest input for comparing two routes (every tap differs).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as u8
+        })
+        .collect()
+}
+
+/// A frame of noise whose rows are `pad` bytes longer than their useful bytes.
+struct PaddedFrame {
+    format: PixelFormat,
+    width: usize,
+    height: usize,
+    planes: Vec<(Vec<u8>, PlaneLayout)>,
+}
+
+impl PaddedFrame {
+    fn new(format: PixelFormat, width: usize, height: usize, pad: usize, seed: u64) -> Self {
+        let planes = plane_layouts(format, width, height)
+            .enumerate()
+            .map(|(i, (w, h, c))| {
+                let stride = w * c + pad;
+                let layout = PlaneLayout {
+                    width: w,
+                    height: h,
+                    channels: c,
+                    stride,
+                };
+                (noise(stride * h, seed + i as u64), layout)
+            })
+            .collect();
+        PaddedFrame {
+            format,
+            width,
+            height,
+            planes,
+        }
+    }
+
+    fn view(&self, colorimetry: Colorimetry) -> FrameView<'_> {
+        FrameView::new(
+            self.format,
+            self.width,
+            self.height,
+            colorimetry,
+            self.planes.iter().map(|(d, l)| (d.as_slice(), *l)),
+        )
+        .unwrap()
+    }
+}
+
+fn config(
+    w: usize,
+    h: usize,
+    layout: Layout,
+    dtype: DType,
+    q: Option<Quantization>,
+) -> PreprocessConfig {
+    PreprocessConfig {
+        target: TensorSpec {
+            width: w,
+            height: h,
+            channels: 3,
+            layout,
+            dtype,
+            quantization: q,
+        },
+        normalization: Normalization {
+            scale: 1.0 / 255.0,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        },
+        resize: if w == h {
+            ResizeMode::Letterbox
+        } else {
+            ResizeMode::Stretch
+        },
+        interpolation: Interpolation::Linear,
+    }
+}
+
+/// The tensor `pre` makes of `frame`, in f32-aligned storage (as GStreamer's pools give).
+fn tensor(pre: &mut Preprocessor, frame: &FrameView<'_>) -> Vec<u8> {
+    let size = pre.config().target.byte_size();
+    let mut storage = vec![0f32; size.div_ceil(4)];
+    let bytes = &mut bytemuck_bytes(&mut storage)[..size];
+    pre.run(frame, bytes).unwrap();
+    bytes.to_vec()
+}
+
+fn bytemuck_bytes(v: &mut [f32]) -> &mut [u8] {
+    // SAFETY: any f32 storage is valid as bytes; the length is the storage's byte length.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len() * 4) }
+}
+
+/// The largest difference between two tensors, in their own units (f32 values or steps).
+fn worst_difference(a: &[u8], b: &[u8], dtype: DType) -> f64 {
+    let values = |t: &[u8]| -> Vec<f64> {
+        match dtype {
+            DType::F32 => t
+                .chunks_exact(4)
+                .map(|c| f32::from_ne_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            DType::U8 => t.iter().map(|v| *v as f64).collect(),
+            DType::U16 => t
+                .chunks_exact(2)
+                .map(|c| u16::from_ne_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+        }
+    };
+    values(a)
+        .iter()
+        .zip(values(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn gpu_preprocessing_equals_the_cpu_route_in_every_format_layout_and_type() {
+    if !in_child(
+        "gpu_preprocessing_equals_the_cpu_route_in_every_format_layout_and_type",
+        POCL,
+    ) {
+        return;
+    }
+    let colorimetries = [
+        Colorimetry {
+            matrix: YuvMatrix::Bt601,
+            range: YuvRange::Limited,
+        },
+        Colorimetry {
+            matrix: YuvMatrix::Bt709,
+            range: YuvRange::Full,
+        },
+    ];
+    // Downscale, odd sizes with letterbox, upscale, and OpenCV's exact 2× case.
+    let geometries = [
+        (322, 242, 64, 48),
+        (321, 241, 40, 40),
+        (64, 48, 96, 72),
+        (128, 96, 64, 48),
+    ];
+    let types = [
+        (DType::F32, None),
+        (DType::U8, None),
+        (
+            DType::U8,
+            Some(Quantization {
+                scale: 0.0187,
+                zero_point: 114,
+            }),
+        ),
+        (
+            DType::U16,
+            Some(Quantization {
+                scale: 0.00007,
+                zero_point: 30000,
+            }),
+        ),
+    ];
+    let mut checked = 0;
+    for format in PixelFormat::ALL {
+        for (i, &(fw, fh, tw, th)) in geometries.iter().enumerate() {
+            let frame = PaddedFrame::new(format, fw, fh, 5 + i, i as u64);
+            let view = frame.view(colorimetries[i % 2]);
+            for layout in [Layout::Nchw, Layout::Nhwc] {
+                for (dtype, q) in types {
+                    let cfg = config(tw, th, layout, dtype, q);
+                    let mut cpu = Preprocessor::new(cfg.clone()).unwrap();
+                    let mut gpu = Preprocessor::new(cfg).unwrap();
+                    let choice = gpu.set_compute(Compute::Gpu, false).unwrap();
+                    assert!(choice.active.is_gpu(), "{choice:?}");
+                    let want = tensor(&mut cpu, &view);
+                    let got = tensor(&mut gpu, &view);
+                    assert!(gpu.active().is_gpu(), "{:?}", gpu.take_notice());
+                    let tol = if dtype == DType::F32 { 1e-5 } else { 1.0 };
+                    let worst = worst_difference(&got, &want, dtype);
+                    assert!(
+                        worst <= tol,
+                        "{format:?} {fw}×{fh}→{tw}×{th} {layout:?} {dtype:?} {q:?}: \
+                         GPU differs from CPU by {worst} (tolerance {tol})"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 13 * 4 * 2 * 4);
+}
+
+#[test]
+fn compute_gpu_on_pocl_runs_on_the_cpu_device_only_with_the_opt_in() {
+    let name = "compute_gpu_on_pocl_runs_on_the_cpu_device_only_with_the_opt_in";
+    if !in_child(name, &[("OPENCV_OPENCL_DEVICE", ":CPU:")]) {
+        return;
+    }
+    let cfg = config(32, 16, Layout::Nchw, DType::F32, None);
+    // auto never takes a CPU OpenCL device, and says nothing about it.
+    let mut pre = Preprocessor::new(cfg.clone()).unwrap();
+    let auto = pre.set_compute(Compute::Auto, true).unwrap();
+    assert_eq!((auto.active, auto.reason), (Active::Cpu, None));
+    // gpu without the opt-in: the CPU, with the reason.
+    let gpu = pre.set_compute(Compute::Gpu, true).unwrap();
+    assert_eq!(gpu.active, Active::Cpu);
+    let why = gpu.reason.expect("a reason");
+    assert!(
+        why.contains("CPU device") && why.contains(opencl::ALLOW_CPU_ENV),
+        "{why}"
+    );
+    // ... an error with disable-cpu-fallback.
+    let err = pre
+        .set_compute(Compute::Gpu, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CPU device"), "{err}");
+}
+
+/// Shared by the no-OpenCL cases: gpu falls back with `expect` in the reason.
+fn gpu_falls_back_with(expect: &str) {
+    let cfg = config(32, 16, Layout::Nchw, DType::F32, None);
+    let mut pre = Preprocessor::new(cfg).unwrap();
+    let choice = pre.set_compute(Compute::Gpu, true).unwrap();
+    assert_eq!(choice.active, Active::Cpu);
+    let why = choice.reason.expect("a reason");
+    assert!(why.contains(expect), "reason '{why}' should say '{expect}'");
+    assert_eq!(pre.set_compute(Compute::Auto, true).unwrap().reason, None);
+    assert!(pre.set_compute(Compute::Gpu, false).is_err());
+    // And the CPU route still works.
+    let frame = PaddedFrame::new(PixelFormat::Nv12, 64, 48, 0, 1);
+    assert!(
+        tensor(&mut pre, &frame.view(Colorimetry::default()))
+            .iter()
+            .any(|v| *v != 0)
+    );
+}
+
+#[test]
+fn without_an_icd_gpu_falls_back_to_the_cpu_and_says_why() {
+    let empty = std::env::temp_dir().join("ffnetseg-no-icd");
+    std::fs::create_dir_all(&empty).unwrap();
+    let dir = empty.to_str().unwrap();
+    if in_child(
+        "without_an_icd_gpu_falls_back_to_the_cpu_and_says_why",
+        &[("OCL_ICD_VENDORS", dir), (opencl::ALLOW_CPU_ENV, "1")],
+    ) {
+        gpu_falls_back_with("no ICD");
+    }
+}
+
+#[test]
+fn with_opencl_disabled_gpu_falls_back_to_the_cpu_and_says_why() {
+    if in_child(
+        "with_opencl_disabled_gpu_falls_back_to_the_cpu_and_says_why",
+        &[("OPENCV_OPENCL_DEVICE", "disabled")],
+    ) {
+        gpu_falls_back_with("disabled");
+    }
+}
+
+#[test]
+fn without_a_gpu_device_gpu_falls_back_to_the_cpu_and_says_why() {
+    // PoCL offers only a CPU device: OpenCV's default (GPU) choice finds none.
+    if in_child(
+        "without_a_gpu_device_gpu_falls_back_to_the_cpu_and_says_why",
+        &[(opencl::ALLOW_CPU_ENV, "1")],
+    ) {
+        gpu_falls_back_with("no GPU device");
+    }
+}
+
+#[test]
+fn interpolations_without_a_gpu_kernel_fall_back_per_configuration() {
+    if !in_child(
+        "interpolations_without_a_gpu_kernel_fall_back_per_configuration",
+        POCL,
+    ) {
+        return;
+    }
+    let mut cfg = config(32, 16, Layout::Nchw, DType::F32, None);
+    cfg.interpolation = Interpolation::Area;
+    let mut pre = Preprocessor::new(cfg).unwrap();
+    let choice = pre.set_compute(Compute::Gpu, true).unwrap();
+    assert_eq!(choice.active, Active::Cpu);
+    assert!(choice.reason.unwrap().contains("interpolation=area"));
+}
