@@ -246,11 +246,12 @@ impl<'k> Args<'k> {
 }
 
 /// Runs a 2-D kernel over `width×height` work items (work groups of 16×8; the kernel checks
-/// its bounds) without waiting: a later read of its output waits for it (in-order queue).
+/// its bounds) and waits for it: OpenCV refuses to start a kernel object again while an
+/// asynchronous run of it is in flight, and the stages read the result right after anyway.
 pub fn run_2d(kernel: &mut Kernel, width: usize, height: usize) -> Result<()> {
     let mut global = [width.next_multiple_of(16), height.next_multiple_of(8)];
     let mut local = [16usize, 8];
-    if !kernel.run_(&mut global, &mut local, false, &core::Queue::get_default()?)? {
+    if !kernel.run_(&mut global, &mut local, true, &core::Queue::get_default()?)? {
         return Err(Error::Gpu("the OpenCL kernel did not start".into()));
     }
     Ok(())

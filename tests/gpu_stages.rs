@@ -229,6 +229,8 @@ fn gpu_preprocessing_equals_the_cpu_route_in_every_format_layout_and_type() {
                     assert!(choice.active.is_gpu(), "{choice:?}");
                     let want = tensor(&mut cpu, &view);
                     let got = tensor(&mut gpu, &view);
+                    // A second frame reuses the kernel, buffers and tables.
+                    assert_eq!(tensor(&mut gpu, &view), got, "second frame");
                     assert!(gpu.active().is_gpu(), "{:?}", gpu.take_notice());
                     let tol = if dtype == DType::F32 { 1e-5 } else { 1.0 };
                     let worst = worst_difference(&got, &want, dtype);
@@ -339,4 +341,185 @@ fn interpolations_without_a_gpu_kernel_fall_back_per_configuration() {
     let choice = pre.set_compute(Compute::Gpu, true).unwrap();
     assert_eq!(choice.active, Active::Cpu);
     assert!(choice.reason.unwrap().contains("interpolation=area"));
+}
+
+// ---- The elements: properties, messages, warnings, errors -------------------------------
+
+use gst::prelude::*;
+use gstffnetseg::meta::InputTensor;
+
+/// What a pipeline ending in `appsink name=sink` produced: its samples, the bus messages,
+/// and `active-compute` of the element named `stage` while it still ran.
+struct Outcome {
+    samples: Vec<gst::Sample>,
+    messages: Vec<gst::Message>,
+    active: String,
+}
+
+fn run_to_end(launch: &str, stage: &str) -> Outcome {
+    ffnetseg_tests::init();
+    let pipeline = gst::parse::launch(launch)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    sink.set_property("sync", false);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut samples = Vec::new();
+    while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+        samples.push(s);
+    }
+    let active = pipeline
+        .by_name(stage)
+        .unwrap()
+        .property::<String>("active-compute");
+    let bus = pipeline.bus().unwrap();
+    let messages = std::iter::from_fn(|| bus.pop()).collect();
+    pipeline.set_state(gst::State::Null).unwrap();
+    Outcome {
+        samples,
+        messages,
+        active,
+    }
+}
+
+impl Outcome {
+    /// The `<element>-compute` messages' (active, reason) fields.
+    fn compute_messages(&self, element: &str) -> Vec<(String, String)> {
+        let name = format!("{element}-compute");
+        self.messages
+            .iter()
+            .filter_map(|m| match m.view() {
+                gst::MessageView::Element(e) => e.structure().filter(|s| s.name() == name.as_str()),
+                _ => None,
+            })
+            .map(|s| (s.get("active").unwrap(), s.get("reason").unwrap()))
+            .collect()
+    }
+
+    fn texts(&self, kind: gst::MessageType) -> Vec<String> {
+        self.messages
+            .iter()
+            .filter(|m| m.type_() == kind)
+            .map(|m| match m.view() {
+                gst::MessageView::Warning(w) => w.error().to_string(),
+                gst::MessageView::Error(e) => e.error().to_string(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+}
+
+const PRE_SOURCE: &str = "videotestsrc num-buffers=4 pattern=smpte ! \
+    video/x-raw,format=NV12,width=320,height=240";
+
+fn preproc_pipeline(compute: &str, extra: &str) -> String {
+    format!(
+        "{PRE_SOURCE} ! segpreproc name=stage width=64 height=48 compute={compute} {extra} ! \
+         appsink name=sink"
+    )
+}
+
+fn tensors(o: &Outcome) -> Vec<Vec<f32>> {
+    o.samples
+        .iter()
+        .map(|s| {
+            let t = InputTensor::from_buffer(s.buffer().unwrap()).expect("a tensor");
+            ffnetseg_tests::tensor_values(&t)
+        })
+        .collect()
+}
+
+#[test]
+fn segpreproc_compute_gpu_runs_on_the_opencl_device_and_equals_compute_cpu() {
+    let name = "segpreproc_compute_gpu_runs_on_the_opencl_device_and_equals_compute_cpu";
+    if !in_child(name, POCL) {
+        return;
+    }
+    let gpu = run_to_end(&preproc_pipeline("gpu", ""), "stage");
+    let cpu = run_to_end(&preproc_pipeline("cpu", ""), "stage");
+    assert!(
+        gpu.active.starts_with("gpu: "),
+        "{} {:?}",
+        gpu.active,
+        gpu.texts(gst::MessageType::Warning)
+    );
+    assert_eq!(cpu.active, "cpu");
+    let said = gpu.compute_messages("segpreproc");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].0.starts_with("gpu: ") && said[0].1.is_empty(),
+        "{said:?}"
+    );
+    assert!(gpu.texts(gst::MessageType::Warning).is_empty());
+    let (g, c) = (tensors(&gpu), tensors(&cpu));
+    assert_eq!((g.len(), c.len()), (4, 4));
+    for (a, b) in g.iter().zip(&c) {
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-5, "GPU tensor differs by {worst}");
+    }
+}
+
+/// Without a GPU device (PoCL offers a CPU one only): one warning with the reason, the
+/// message, `active-compute` = cpu, and every frame still comes out.
+fn gpu_request_without_a_gpu_warns_once(element: &str, launch: &str, frames: usize) {
+    let o = run_to_end(launch, "stage");
+    assert_eq!(o.active, "cpu");
+    assert_eq!(o.samples.len(), frames);
+    let warnings = o.texts(gst::MessageType::Warning);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("compute=gpu") && warnings[0].contains("no GPU device"),
+        "{warnings:?}"
+    );
+    let said = o.compute_messages(element);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert_eq!(said[0].0, "cpu");
+    assert!(said[0].1.contains("no GPU device"), "{said:?}");
+}
+
+#[test]
+fn segpreproc_compute_gpu_without_a_gpu_warns_once_and_runs_on_the_cpu() {
+    let name = "segpreproc_compute_gpu_without_a_gpu_warns_once_and_runs_on_the_cpu";
+    if in_child(name, &[]) {
+        gpu_request_without_a_gpu_warns_once("segpreproc", &preproc_pipeline("gpu", ""), 4);
+    }
+}
+
+#[test]
+fn segpreproc_disable_cpu_fallback_makes_a_missing_gpu_an_error() {
+    let name = "segpreproc_disable_cpu_fallback_makes_a_missing_gpu_an_error";
+    if in_child(name, &[]) {
+        let o = run_to_end(
+            &preproc_pipeline("gpu", "disable-cpu-fallback=true"),
+            "stage",
+        );
+        let errors = o.texts(gst::MessageType::Error);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("compute=gpu cannot run") && e.contains("no GPU device")),
+            "{errors:?}"
+        );
+        assert!(o.samples.is_empty());
+    }
+}
+
+#[test]
+fn segpreproc_compute_auto_takes_no_cpu_opencl_device() {
+    let name = "segpreproc_compute_auto_takes_no_cpu_opencl_device";
+    if in_child(name, POCL) {
+        let o = run_to_end(&preproc_pipeline("auto", ""), "stage");
+        assert_eq!(o.active, "cpu");
+        assert!(o.texts(gst::MessageType::Warning).is_empty());
+        assert_eq!(o.samples.len(), 4);
+    }
 }

@@ -9,6 +9,7 @@
 
 use gst::glib;
 
+mod compute;
 mod error;
 pub mod ffnetinfer;
 pub mod meta;
@@ -18,6 +19,7 @@ mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     meta::register();
+    compute::register();
     segpreproc::register(plugin)?;
     ffnetinfer::register(plugin)?;
     segpostproc::register(plugin)?;
