@@ -523,3 +523,319 @@ fn segpreproc_compute_auto_takes_no_cpu_opencl_device() {
         assert_eq!(o.samples.len(), 4);
     }
 }
+
+// ---- segpostproc's engine: GPU route against the CPU route ------------------------------
+
+use ffnetseg::frame::FrameViewMut;
+use ffnetseg::postprocess::{GrayKind, PostprocessConfig, Postprocessor, ScoresView};
+use ffnetseg::tensor::{OutputSpec, Region};
+
+/// Model outputs: one-channel probabilities (smooth blob plus noise, exact threshold
+/// values) or 19-class logits, for `frames` results.
+fn score_frames(
+    classes: usize,
+    w: usize,
+    h: usize,
+    layout: Layout,
+    frames: usize,
+) -> Vec<Vec<f32>> {
+    (0..frames)
+        .map(|f| {
+            let n = noise(classes * w * h, 100 + f as u64);
+            (0..classes * w * h)
+                .map(|j| {
+                    let (k, i) = match layout {
+                        Layout::Nchw => (j / (w * h), j % (w * h)),
+                        Layout::Nhwc => (j % classes, j / classes),
+                    };
+                    let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
+                    let blob =
+                        (-((x - 0.45 - 0.05 * f as f32).powi(2) + (y - 0.5).powi(2)) * 9.0).exp();
+                    let jitter = n[j] as f32 / 255.0 - 0.5;
+                    if classes == 1 {
+                        if i % 17 == 0 {
+                            0.55
+                        } else {
+                            (blob + 0.2 * jitter).clamp(0.0, 1.0)
+                        }
+                    } else {
+                        let favoured = if k == 11 { 4.0 * blob } else { 0.0 };
+                        favoured + 2.0 * jitter
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Feeds `frames` to a CPU and a GPU postprocessor and draws each with `draw` on copies of
+/// the same noise frame; returns both outputs of the last frame and the GPU's (active, reason).
+fn both_routes(
+    config: &PostprocessConfig,
+    spec: OutputSpec,
+    region: Option<(Region, usize, usize)>,
+    frames: &[Vec<f32>],
+    canvas: &[u8],
+    draw: impl Fn(&mut Postprocessor, &mut [u8]),
+) -> (Vec<u8>, Vec<u8>, (Active, Option<String>)) {
+    let mut outs = Vec::new();
+    let mut gpu_state = (Active::Cpu, None);
+    for compute in [Compute::Cpu, Compute::Gpu] {
+        let mut post = Postprocessor::new(config.clone()).unwrap();
+        post.set_compute(compute, false).unwrap();
+        let mut out = canvas.to_vec();
+        for data in frames {
+            post.update(&ScoresView { data, spec, region }).unwrap();
+            out = canvas.to_vec();
+            draw(&mut post, &mut out);
+        }
+        if compute == Compute::Gpu {
+            let (a, r) = post.active();
+            gpu_state = (a.clone(), r.map(str::to_owned));
+        }
+        outs.push(out);
+    }
+    let gpu = outs.pop().unwrap();
+    (outs.pop().unwrap(), gpu, gpu_state)
+}
+
+fn worst_byte(a: &[u8], b: &[u8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as i32 - *y as i32).abs())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn gpu_overlay_and_mask_equal_the_cpu_route_in_every_format() {
+    if !in_child(
+        "gpu_overlay_and_mask_equal_the_cpu_route_in_every_format",
+        POCL,
+    ) {
+        return;
+    }
+    let letterbox = Some((
+        Region {
+            x: 0,
+            y: 14,
+            width: 64,
+            height: 36,
+        },
+        64,
+        64,
+    ));
+    let cases = [
+        (1, 40, 30, Layout::Nhwc, None, 1.0),
+        (1, 40, 30, Layout::Nhwc, None, 0.5),
+        (1, 32, 32, Layout::Nhwc, letterbox, 0.7),
+        (19, 32, 16, Layout::Nchw, None, 1.0),
+        (19, 32, 16, Layout::Nhwc, None, 0.4),
+    ];
+    let mut checked = 0;
+    for (classes, sw, sh, layout, region, smoothing) in cases {
+        let spec = OutputSpec {
+            classes,
+            width: sw,
+            height: sh,
+            layout,
+        };
+        let frames = score_frames(classes, sw, sh, layout, 3);
+        let config = PostprocessConfig {
+            smoothing,
+            ..Default::default()
+        };
+        for format in PixelFormat::ALL {
+            for (w, h) in [(321, 241), (640, 360)] {
+                let canvas = noise(ffnetseg::frame::packed_frame_size(format, w, h), 7);
+                for opacity in [0.5f32, 1.0] {
+                    let (cpu, gpu, (active, why)) =
+                        both_routes(&config, spec, region, &frames, &canvas, |p, data| {
+                            let mut f = FrameViewMut::packed(format, w, h, data).unwrap();
+                            p.render_overlay(&mut f, [255, 40, 0], opacity).unwrap();
+                        });
+                    assert!(active.is_gpu(), "{why:?}");
+                    assert_ne!(cpu, canvas, "{format:?}: nothing painted");
+                    let worst = worst_byte(&cpu, &gpu);
+                    assert!(
+                        worst <= 1,
+                        "overlay {format:?} {w}×{h} {classes} classes s={smoothing} o={opacity}: off by {worst}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        let gray = vec![0u8; 321 * 241];
+        let (cpu, gpu, (active, _)) =
+            both_routes(&config, spec, region, &frames, &gray, |p, data| {
+                let mut f = FrameViewMut::packed(PixelFormat::Gray8, 321, 241, data).unwrap();
+                p.render_gray(GrayKind::Mask, &mut f).unwrap();
+            });
+        assert!(active.is_gpu());
+        let on = cpu.iter().filter(|v| **v == 255).count();
+        assert!(
+            on > 321 * 241 / 50 && on < 321 * 241 / 2,
+            "{on} mask pixels"
+        );
+        assert_eq!(
+            worst_byte(&cpu, &gpu),
+            0,
+            "mask {classes} classes s={smoothing}"
+        );
+    }
+    assert_eq!(checked, 5 * 13 * 2 * 2);
+}
+
+#[test]
+fn modes_without_a_gpu_kernel_run_on_the_cpu_from_the_device_state() {
+    if !in_child(
+        "modes_without_a_gpu_kernel_run_on_the_cpu_from_the_device_state",
+        POCL,
+    ) {
+        return;
+    }
+    let spec = OutputSpec {
+        classes: 19,
+        width: 32,
+        height: 16,
+        layout: Layout::Nchw,
+    };
+    let frames = score_frames(19, 32, 16, Layout::Nchw, 3);
+    let config = PostprocessConfig {
+        smoothing: 0.5,
+        ..Default::default()
+    };
+    let canvas = noise(
+        ffnetseg::frame::packed_frame_size(PixelFormat::Nv12, 320, 240),
+        3,
+    );
+    let (cpu, gpu, (active, why)) =
+        both_routes(&config, spec, None, &frames, &canvas, |p, data| {
+            let mut f = FrameViewMut::packed(PixelFormat::Nv12, 320, 240, data).unwrap();
+            p.render_classes(&mut f, 0.5).unwrap();
+        });
+    assert_eq!(active, Active::Cpu);
+    assert!(
+        why.as_deref()
+            .unwrap_or("")
+            .contains("mode=classes has no GPU kernel"),
+        "{why:?}"
+    );
+    // The smoothed class probabilities came from the device: labels equal, blends within a level.
+    assert!(worst_byte(&cpu, &gpu) <= 1);
+    let blurred = PostprocessConfig { blur: 5, ..config };
+    let spec1 = OutputSpec {
+        classes: 1,
+        width: 40,
+        height: 30,
+        layout: Layout::Nhwc,
+    };
+    let frames1 = score_frames(1, 40, 30, Layout::Nhwc, 2);
+    let (cpu, gpu, (active, why)) =
+        both_routes(&blurred, spec1, None, &frames1, &canvas, |p, data| {
+            let mut f = FrameViewMut::packed(PixelFormat::Nv12, 320, 240, data).unwrap();
+            p.render_overlay(&mut f, [0, 255, 0], 0.5).unwrap();
+        });
+    assert_eq!(active, Active::Cpu);
+    assert!(why.unwrap().contains("blur=5"));
+    assert!(worst_byte(&cpu, &gpu) <= 1);
+}
+
+// ---- segpostproc, the element ------------------------------------------------------------
+
+/// A person (messi5.jpg) the selfie model finds, 4 frames.
+fn postproc_pipeline(compute: &str, extra: &str) -> String {
+    format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! videoscale ! \
+         video/x-raw,format=NV12,width=320,height=240 ! imagefreeze num-buffers=4 ! \
+         segpreproc ! ffnetinfer model={} ! segpostproc name=stage compute={compute} {extra} ! \
+         appsink name=sink",
+        ffnetseg_tests::media("messi5.jpg"),
+        ffnetseg_tests::selfie_model()
+    )
+}
+
+fn frames_bytes(o: &Outcome) -> Vec<Vec<u8>> {
+    o.samples
+        .iter()
+        .map(|s| s.buffer().unwrap().map_readable().unwrap().to_vec())
+        .collect()
+}
+
+#[test]
+fn segpostproc_compute_gpu_runs_on_the_opencl_device_and_equals_compute_cpu() {
+    let name = "segpostproc_compute_gpu_runs_on_the_opencl_device_and_equals_compute_cpu";
+    if !in_child(name, POCL) {
+        return;
+    }
+    for extra in ["mode=overlay smoothing=0.5", "mode=mask smoothing=1"] {
+        let gpu = run_to_end(&postproc_pipeline("gpu", extra), "stage");
+        let cpu = run_to_end(&postproc_pipeline("cpu", extra), "stage");
+        assert!(
+            gpu.active.starts_with("gpu: "),
+            "{extra}: {} {:?}",
+            gpu.active,
+            gpu.texts(gst::MessageType::Warning)
+        );
+        assert_eq!(cpu.active, "cpu");
+        let said = gpu.compute_messages("segpostproc");
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(gpu.texts(gst::MessageType::Warning).is_empty());
+        let (g, c) = (frames_bytes(&gpu), frames_bytes(&cpu));
+        assert_eq!((g.len(), c.len()), (4, 4));
+        if extra.contains("mask") {
+            let on = c[3].iter().filter(|v| **v == 255).count();
+            assert!(
+                on * 50 > c[3].len(),
+                "the model found the person: {on} pixels"
+            );
+        }
+        for (a, b) in g.iter().zip(&c) {
+            assert!(worst_byte(a, b) <= 1, "{extra}: GPU frame differs");
+        }
+    }
+}
+
+#[test]
+fn segpostproc_modes_without_a_gpu_kernel_say_so_and_run_on_the_cpu() {
+    let name = "segpostproc_modes_without_a_gpu_kernel_say_so_and_run_on_the_cpu";
+    if !in_child(name, POCL) {
+        return;
+    }
+    let o = run_to_end(&postproc_pipeline("gpu", "mode=alpha"), "stage");
+    assert_eq!(o.active, "cpu");
+    assert_eq!(o.samples.len(), 4);
+    let warnings = o.texts(gst::MessageType::Warning);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("mode=alpha has no GPU kernel"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn segpostproc_compute_gpu_without_a_gpu_warns_once_and_runs_on_the_cpu() {
+    let name = "segpostproc_compute_gpu_without_a_gpu_warns_once_and_runs_on_the_cpu";
+    if in_child(name, &[]) {
+        gpu_request_without_a_gpu_warns_once("segpostproc", &postproc_pipeline("gpu", ""), 4);
+    }
+}
+
+#[test]
+fn segpostproc_disable_cpu_fallback_makes_a_missing_gpu_an_error() {
+    let name = "segpostproc_disable_cpu_fallback_makes_a_missing_gpu_an_error";
+    if in_child(name, &[]) {
+        let o = run_to_end(
+            &postproc_pipeline("gpu", "disable-cpu-fallback=true"),
+            "stage",
+        );
+        let errors = o.texts(gst::MessageType::Error);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("compute=gpu cannot run") && e.contains("no GPU device")),
+            "{errors:?}"
+        );
+        assert!(o.samples.is_empty());
+    }
+}

@@ -1,0 +1,72 @@
+// segpostproc's GPU route. The CPU route's arithmetic, operation for operation (no fused
+// multiply-adds), so masks agree with it wherever the smoothed map does.
+#pragma OPENCL FP_CONTRACT OFF
+
+// One work item per model pixel: p_t (softmax over the classes for multi-class models, as
+// the CPU route's max / exp / sum / divide), the exponential average of the class
+// probabilities (or of p for one-channel models) kept in `class_state` / `smoothed`, and
+// the sum of the selected classes. `restart`: the first result (s_0 = p_0); `a` = 1 copies.
+__kernel void update_scores(
+    __global const float* scores, int classes, int nhwc, int plane,
+    __global float* class_state, __global float* smoothed,
+    __global const int* selected, int n_selected, float a, int restart)
+{
+    int i = get_global_id(0);
+    if (i >= plane || get_global_id(1) != 0)
+        return;
+    int keep = !restart && a < 1.0f;
+    float b = 1.0f - a;
+    if (classes == 1) {
+        float p = scores[i];
+        smoothed[i] = keep ? p * a + smoothed[i] * b : p;
+        return;
+    }
+    float m = -INFINITY;
+    for (int k = 0; k < classes; k++)
+        m = fmax(m, nhwc ? scores[i * classes + k] : scores[k * plane + i]);
+    float total = 0.0f;
+    for (int k = 0; k < classes; k++)
+        total += exp((nhwc ? scores[i * classes + k] : scores[k * plane + i]) - m);
+    for (int k = 0; k < classes; k++) {
+        float p = exp((nhwc ? scores[i * classes + k] : scores[k * plane + i]) - m) / total;
+        __global float* s = class_state + k * plane + i;
+        *s = keep ? p * a + *s * b : p;
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < n_selected; j++)
+        sum += class_state[selected[j] * plane + i];
+    smoothed[i] = sum;
+}
+
+// The hard mask `bilinear(s) > threshold` at one pixel of a painted plane (mask_runs.rs's
+// formula: rows first, then columns; sampling tables from its Axis), then either the mask
+// byte (`write_mask`) or the overlay blend of masked pixels, `(p·keep + term) >> 8`.
+__kernel void mask_or_overlay(
+    __global uchar* pixels, int stride, int cn, int cols, int rows,
+    __global const float* map, int map_stride, int cx, int cy, int cw, int ch,
+    __global const int* ax, __global const int* ay, float threshold,
+    int keep, int t0, int t1, int t2, int t3, int write_mask)
+{
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= cols || y >= rows)
+        return;
+    int s = ax[2 * x], band = ay[2 * y];
+    float fx = as_float(ax[2 * x + 1]), fy = as_float(ay[2 * y + 1]);
+    int s1 = min(s + 1, cw - 1), b1 = min(band + 1, ch - 1);
+    __global const float* top = map + (cy + band) * map_stride + cx;
+    __global const float* bottom = map + (cy + b1) * map_stride + cx;
+    float left = top[s] * (1.0f - fy) + bottom[s] * fy;
+    float right = top[s1] * (1.0f - fy) + bottom[s1] * fy;
+    float v = left * (1.0f - fx) + right * fx;
+    int masked = v > threshold;
+    __global uchar* p = pixels + y * stride + x * cn;
+    if (write_mask) {
+        p[0] = masked ? 255 : 0;
+        return;
+    }
+    if (!masked)
+        return;
+    int terms[4] = {t0, t1, t2, t3};
+    for (int k = 0; k < cn; k++)
+        p[k] = (uchar)((p[k] * keep + terms[k]) >> 8);
+}
