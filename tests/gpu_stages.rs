@@ -608,9 +608,9 @@ fn worst_byte(a: &[u8], b: &[u8]) -> i32 {
 }
 
 #[test]
-fn gpu_overlay_and_mask_equal_the_cpu_route_in_every_format() {
+fn gpu_overlay_mask_and_alpha_equal_the_cpu_route_in_every_format() {
     if !in_child(
-        "gpu_overlay_and_mask_equal_the_cpu_route_in_every_format",
+        "gpu_overlay_mask_and_alpha_equal_the_cpu_route_in_every_format",
         POCL,
     ) {
         return;
@@ -681,6 +681,18 @@ fn gpu_overlay_and_mask_equal_the_cpu_route_in_every_format() {
             worst_byte(&cpu, &gpu),
             0,
             "mask {classes} classes s={smoothing}"
+        );
+        let (cpu, gpu, (active, _)) =
+            both_routes(&config, spec, region, &frames, &gray, |p, data| {
+                let mut f = FrameViewMut::packed(PixelFormat::Gray8, 321, 241, data).unwrap();
+                p.render_gray(GrayKind::Soft, &mut f).unwrap();
+            });
+        assert!(active.is_gpu());
+        assert!(cpu.iter().any(|v| *v > 0 && *v < 255), "a soft matte");
+        let worst = worst_byte(&cpu, &gpu);
+        assert!(
+            worst <= 1,
+            "alpha {classes} classes s={smoothing}: off by {worst}"
         );
     }
     assert_eq!(checked, 5 * 13 * 2 * 2);
@@ -768,7 +780,11 @@ fn segpostproc_compute_gpu_runs_on_the_opencl_device_and_equals_compute_cpu() {
     if !in_child(name, POCL) {
         return;
     }
-    for extra in ["mode=overlay smoothing=0.5", "mode=mask smoothing=1"] {
+    for extra in [
+        "mode=overlay smoothing=0.5",
+        "mode=mask smoothing=1",
+        "mode=alpha",
+    ] {
         let gpu = run_to_end(&postproc_pipeline("gpu", extra), "stage");
         let cpu = run_to_end(&postproc_pipeline("cpu", extra), "stage");
         assert!(
@@ -802,13 +818,13 @@ fn segpostproc_modes_without_a_gpu_kernel_say_so_and_run_on_the_cpu() {
     if !in_child(name, POCL) {
         return;
     }
-    let o = run_to_end(&postproc_pipeline("gpu", "mode=alpha"), "stage");
+    let o = run_to_end(&postproc_pipeline("gpu", "mode=labels"), "stage");
     assert_eq!(o.active, "cpu");
     assert_eq!(o.samples.len(), 4);
     let warnings = o.texts(gst::MessageType::Warning);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        warnings[0].contains("mode=alpha has no GPU kernel"),
+        warnings[0].contains("mode=labels has no GPU kernel"),
         "{warnings:?}"
     );
 }

@@ -4,7 +4,8 @@
 //! plane thresholds the bilinear upsample and blends the overlay colour in place (or
 //! writes the hard mask).
 //!
-//! Modes with a kernel: `overlay` and `mask` with `blur=1` (the defaults and the most used).
+//! Modes with a kernel: `overlay` and `mask` with `blur=1` (the defaults and the most used),
+//! and `alpha`.
 //! Every other mode and setting reads a copy of the state downloaded to the host and runs
 //! on the CPU ([`supports`]), so switching modes never loses the average.
 
@@ -26,6 +27,8 @@ const SOURCE: &str = include_str!("post.cl");
 pub enum Drawing {
     Overlay,
     Mask,
+    /// The soft matte (mode=alpha).
+    Alpha,
     Other(&'static str),
 }
 
@@ -36,7 +39,7 @@ pub(super) fn supports(drawing: Drawing, config: &PostprocessConfig) -> Option<S
             "blur={} has no GPU kernel (only blur=1 has)",
             config.blur
         )),
-        Drawing::Overlay | Drawing::Mask => None,
+        Drawing::Overlay | Drawing::Mask | Drawing::Alpha => None,
         Drawing::Other(name) => Some(format!("mode={name} has no GPU kernel")),
     }
 }
@@ -69,7 +72,7 @@ impl GpuPost {
     pub(super) fn new() -> Result<Self> {
         Ok(GpuPost {
             update: opencl::build_kernel("update_scores", SOURCE, "")?,
-            paint: opencl::build_kernel("mask_or_overlay", SOURCE, "")?,
+            paint: opencl::build_kernel("paint_plane", SOURCE, "")?,
             scores: UMat::new_def(),
             selected: UMat::new_def(),
             selected_for: Vec::new(),
@@ -149,18 +152,24 @@ impl GpuPost {
         Ok(())
     }
 
-    /// The overlay (`mask` = false, with the blend's `keep` and colour `terms`) or the hard
-    /// mask (`mask` = true) of every painted plane of `frame`, in place. `crop` is the
-    /// picture's part of the map (letterbox).
+    /// The overlay (with the blend's `keep` and colour `terms`), the hard mask or the soft
+    /// matte of every painted plane of `frame`, in place. `crop` is the picture's part of
+    /// the map (letterbox).
     pub(super) fn paint(
         &mut self,
         frame: &mut FrameViewMut<'_>,
         crop: Rect,
         threshold: f32,
-        mask: bool,
+        drawing: Drawing,
         blend: impl Fn(&[crate::frame::Role]) -> (u16, [u16; 4]),
     ) -> Result<()> {
         let map_stride = self.smoothed.cols();
+        // post.cl's OVERLAY, MASK, SOFT; a GRAY8 output is written whole: no upload.
+        let (output, mask) = match drawing {
+            Drawing::Mask => (1, true),
+            Drawing::Alpha => (2, true),
+            _ => (0, false),
+        };
         for painted in frame.format.info().painted {
             let (data, l) = &mut frame.planes[painted.plane];
             let (cols, rows, cn) = (l.width / painted.columns, l.height, painted.roles.len());
@@ -195,7 +204,7 @@ impl GpuPost {
                 .f32(threshold)?
                 .i32(keep as i32)?;
             let args = terms.iter().try_fold(args, |a, t| a.i32(*t as i32))?;
-            args.i32(mask as i32)?;
+            args.i32(output)?;
             opencl::run_2d(&mut self.paint, cols, rows)?;
             view_mut!(dst = &mut **data, rows, cols * cn, 1, l.stride);
             let ptr = dst.data();
@@ -292,7 +301,7 @@ impl super::Postprocessor {
             super::kernels::blend_terms(colour.pixel(roles).map(|v| v as u8), opacity)
         };
         let (g, _) = self.gpu.as_mut().expect("checked by the caller");
-        g.paint(frame, crop, threshold, drawing == Drawing::Mask, blend)
+        g.paint(frame, crop, threshold, drawing, blend)
     }
 
     /// The device state into the CPU route's Mats, when the device has a newer one.

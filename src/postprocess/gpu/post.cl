@@ -38,14 +38,18 @@ __kernel void update_scores(
     smoothed[i] = sum;
 }
 
-// The hard mask `bilinear(s) > threshold` at one pixel of a painted plane (mask_runs.rs's
-// formula: rows first, then columns; sampling tables from its Axis), then either the mask
-// byte (`write_mask`) or the overlay blend of masked pixels, `(p·keep + term) >> 8`.
-__kernel void mask_or_overlay(
+// The bilinear upsample of s at one pixel of a painted plane (mask_runs.rs's formula: rows
+// first, then columns; sampling tables from its Axis), then by `output`: 0 the overlay blend
+// of pixels above the threshold, `(p·keep + term) >> 8`; 1 the hard mask byte (0/255);
+// 2 the soft matte byte, s·255 rounded (mode=alpha).
+#define OVERLAY 0
+#define MASK 1
+#define SOFT 2
+__kernel void paint_plane(
     __global uchar* pixels, int stride, int cn, int cols, int rows,
     __global const float* map, int map_stride, int cx, int cy, int cw, int ch,
     __global const int* ax, __global const int* ay, float threshold,
-    int keep, int t0, int t1, int t2, int t3, int write_mask)
+    int keep, int t0, int t1, int t2, int t3, int output)
 {
     int x = get_global_id(0), y = get_global_id(1);
     if (x >= cols || y >= rows)
@@ -60,7 +64,11 @@ __kernel void mask_or_overlay(
     float v = left * (1.0f - fx) + right * fx;
     int masked = v > threshold;
     __global uchar* p = pixels + y * stride + x * cn;
-    if (write_mask) {
+    if (output == SOFT) {
+        p[0] = convert_uchar_sat_rte(v * 255.0f);
+        return;
+    }
+    if (output == MASK) {
         p[0] = masked ? 255 : 0;
         return;
     }

@@ -18,7 +18,7 @@ impl Postprocessor {
         }
         let drawing = match kind {
             GrayKind::Mask => Drawing::Mask,
-            GrayKind::Soft => Drawing::Other("alpha"),
+            GrayKind::Soft => Drawing::Alpha,
             GrayKind::Labels => Drawing::Other("labels"),
         };
         if self.draw_on_gpu(drawing, out, [0; 3], 0.0)? {
