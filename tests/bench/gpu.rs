@@ -122,17 +122,18 @@ fn print_line(stage: &str, case: &str, mode: &str, device: &str, cpu: (f64, f64)
 
 /// Runs the comparison; false (and nothing printed) when `compute=gpu` has no device.
 pub fn gpu_route_benchmarks() -> bool {
-    let device = match opencl::choose(Compute::Gpu) {
-        c if c.active.is_gpu() => c.active.describe(),
-        c => {
-            eprintln!(
-                "no OpenCL device for the GPU route: {}",
-                c.reason.unwrap_or_default()
-            );
+    let choice = opencl::choose(Compute::Gpu);
+    let device = match opencl::device() {
+        Ok(d) if choice.active.is_gpu() => {
+            let kind = if d.is_cpu { "CPU" } else { "GPU" };
+            format!("{} ({kind} OpenCL device, {})", d.name, d.version).replace('"', "'")
+        }
+        _ => {
+            let why = choice.reason.unwrap_or_default();
+            eprintln!("no OpenCL device for the GPU route: {why}");
             return false;
         }
     };
-    let device = device.replace('"', "'");
     // Selfie segmentation: 256×256×3 NHWC input, one 256×256 probability map.
     preproc_line(
         "selfie 1080p NV12 → 1×256×256×3",
