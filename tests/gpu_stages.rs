@@ -682,6 +682,24 @@ fn gpu_overlay_mask_and_alpha_equal_the_cpu_route_in_every_format() {
             0,
             "mask {classes} classes s={smoothing}"
         );
+        for blur in [3, 9] {
+            let blurred = PostprocessConfig {
+                blur,
+                ..config.clone()
+            };
+            let (cpu, gpu, (active, _)) =
+                both_routes(&blurred, spec, region, &frames, &gray, |p, data| {
+                    let mut f = FrameViewMut::packed(PixelFormat::Gray8, 321, 241, data).unwrap();
+                    p.render_gray(GrayKind::Mask, &mut f).unwrap();
+                });
+            assert!(active.is_gpu());
+            assert!(cpu.iter().any(|v| *v > 0 && *v < 255), "soft edges");
+            let worst = worst_byte(&cpu, &gpu);
+            assert!(
+                worst <= 1,
+                "mask blur={blur} {classes} classes s={smoothing}: off by {worst}"
+            );
+        }
         let (cpu, gpu, (active, _)) =
             both_routes(&config, spec, region, &frames, &gray, |p, data| {
                 let mut f = FrameViewMut::packed(PixelFormat::Gray8, 321, 241, data).unwrap();

@@ -4,8 +4,8 @@
 //! plane thresholds the bilinear upsample and blends the overlay colour in place (or
 //! writes the hard mask).
 //!
-//! Modes with a kernel: `overlay` and `mask` with `blur=1` (the defaults and the most used),
-//! and `alpha`.
+//! Modes with a kernel: `overlay` with `blur=1` (the default and the most used), `mask`
+//! (any blur) and `alpha`.
 //! Every other mode and setting reads a copy of the state downloaded to the host and runs
 //! on the CPU ([`supports`]), so switching modes never loses the average.
 
@@ -35,8 +35,8 @@ pub enum Drawing {
 /// Why `drawing` with `config` has no GPU kernel (None: it has one).
 pub(super) fn supports(drawing: Drawing, config: &PostprocessConfig) -> Option<String> {
     match drawing {
-        Drawing::Overlay | Drawing::Mask if config.blur > 1 => Some(format!(
-            "blur={} has no GPU kernel (only blur=1 has)",
+        Drawing::Overlay if config.blur > 1 => Some(format!(
+            "mode=overlay with blur={} has no GPU kernel (blur=1 has; mode=mask has both)",
             config.blur
         )),
         Drawing::Overlay | Drawing::Mask | Drawing::Alpha => None,
@@ -48,6 +48,9 @@ pub(super) fn supports(drawing: Drawing, config: &PostprocessConfig) -> Option<S
 pub(super) struct GpuPost {
     update: core::Kernel,
     paint: core::Kernel,
+    blur: core::Kernel,
+    /// The hard mask before the box blur (mode=mask, blur > 1).
+    hard: UMat,
     scores: UMat,
     selected: UMat,
     selected_for: Vec<usize>,
@@ -73,6 +76,8 @@ impl GpuPost {
         Ok(GpuPost {
             update: opencl::build_kernel("update_scores", SOURCE, "")?,
             paint: opencl::build_kernel("paint_plane", SOURCE, "")?,
+            blur: opencl::build_kernel("box_blur", SOURCE, "")?,
+            hard: UMat::new_def(),
             scores: UMat::new_def(),
             selected: UMat::new_def(),
             selected_for: Vec::new(),
@@ -161,6 +166,7 @@ impl GpuPost {
         crop: Rect,
         threshold: f32,
         drawing: Drawing,
+        blur: usize,
         blend: impl Fn(&[crate::frame::Role]) -> (u16, [u16; 4]),
     ) -> Result<()> {
         let map_stride = self.smoothed.cols();
@@ -206,12 +212,32 @@ impl GpuPost {
             let args = terms.iter().try_fold(args, |a, t| a.i32(*t as i32))?;
             args.i32(output)?;
             opencl::run_2d(&mut self.paint, cols, rows)?;
+            let result = if drawing == Drawing::Mask && blur > 1 {
+                self.blur_mask(cols, rows, blur)?;
+                &self.hard
+            } else {
+                &self.pixels
+            };
             view_mut!(dst = &mut **data, rows, cols * cn, 1, l.stride);
             let ptr = dst.data();
-            self.pixels.copy_to(&mut dst)?;
+            result.copy_to(&mut dst)?;
             crate::cvmat::ensure_same_data(&dst, ptr, "GPU overlay")?;
         }
         Ok(())
+    }
+
+    /// The box blur of the hard mask in `pixels` into `hard` (mode=mask, blur > 1).
+    fn blur_mask(&mut self, cols: usize, rows: usize, k: usize) -> Result<()> {
+        if self.hard.rows() != rows as i32 || self.hard.cols() != cols as i32 {
+            self.hard = UMat::new_rows_cols_def(rows as i32, cols as i32, core::CV_8UC1)?;
+        }
+        Args::new(&mut self.blur)
+            .buffer(&self.pixels)?
+            .i32(cols as i32)?
+            .i32(rows as i32)?
+            .i32(k as i32)?
+            .buffer(&self.hard)?;
+        opencl::run_2d(&mut self.blur, cols, rows)
     }
 
     /// The index of the sampling tables for a plane size (built once; mask_runs's Axis).
@@ -300,8 +326,9 @@ impl super::Postprocessor {
         let blend = |roles: &[crate::frame::Role]| {
             super::kernels::blend_terms(colour.pixel(roles).map(|v| v as u8), opacity)
         };
+        let blur = self.config.blur;
         let (g, _) = self.gpu.as_mut().expect("checked by the caller");
-        g.paint(frame, crop, threshold, drawing, blend)
+        g.paint(frame, crop, threshold, drawing, blur, blend)
     }
 
     /// The device state into the CPU route's Mats, when the device has a newer one.

@@ -78,3 +78,27 @@ __kernel void paint_plane(
     for (int k = 0; k < cn; k++)
         p[k] = (uchar)((p[k] * keep + terms[k]) >> 8);
 }
+
+// OpenCV's `blur` (k×k box, BORDER_REFLECT_101) of the hard mask: mode=mask with blur > 1.
+inline int reflect101(int i, int n)
+{
+    if (n == 1)
+        return 0;
+    i = i < 0 ? -i : i;
+    return i >= n ? 2 * n - 2 - i : i;
+}
+
+__kernel void box_blur(__global const uchar* hard, int cols, int rows, int k,
+                       __global uchar* out)
+{
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= cols || y >= rows)
+        return;
+    int r = k / 2, sum = 0;
+    for (int dy = -r; dy <= r; dy++) {
+        __global const uchar* row = hard + reflect101(y + dy, rows) * cols;
+        for (int dx = -r; dx <= r; dx++)
+            sum += row[reflect101(x + dx, cols)];
+    }
+    out[y * cols + x] = convert_uchar_sat_rte((float)sum / (float)(k * k));
+}
