@@ -714,6 +714,39 @@ fn gpu_overlay_mask_and_alpha_equal_the_cpu_route_in_every_format() {
         );
     }
     assert_eq!(checked, 5 * 13 * 2 * 2);
+    // Soft edges: the blurred mask blended with OpenCV's blendLinear weights.
+    let spec = OutputSpec {
+        classes: 1,
+        width: 40,
+        height: 30,
+        layout: Layout::Nhwc,
+    };
+    let frames = score_frames(1, 40, 30, Layout::Nhwc, 2);
+    for blur in [3, 7] {
+        let config = PostprocessConfig {
+            blur,
+            smoothing: 0.5,
+            ..Default::default()
+        };
+        for format in [
+            PixelFormat::Nv12,
+            PixelFormat::I420,
+            PixelFormat::Yuy2,
+            PixelFormat::Rgbx,
+            PixelFormat::Gray8,
+        ] {
+            let canvas = noise(ffnetseg::frame::packed_frame_size(format, 321, 241), 9);
+            let (cpu, gpu, (active, why)) =
+                both_routes(&config, spec, None, &frames, &canvas, |p, data| {
+                    let mut f = FrameViewMut::packed(format, 321, 241, data).unwrap();
+                    p.render_overlay(&mut f, [255, 40, 0], 0.6).unwrap();
+                });
+            assert!(active.is_gpu(), "{why:?}");
+            assert_ne!(cpu, canvas);
+            let worst = worst_byte(&cpu, &gpu);
+            assert!(worst <= 1, "overlay blur={blur} {format:?}: off by {worst}");
+        }
+    }
 }
 
 #[test]
@@ -753,22 +786,15 @@ fn modes_without_a_gpu_kernel_run_on_the_cpu_from_the_device_state() {
     );
     // The smoothed class probabilities came from the device: labels equal, blends within a level.
     assert!(worst_byte(&cpu, &gpu) <= 1);
-    let blurred = PostprocessConfig { blur: 5, ..config };
-    let spec1 = OutputSpec {
-        classes: 1,
-        width: 40,
-        height: 30,
-        layout: Layout::Nhwc,
-    };
-    let frames1 = score_frames(1, 40, 30, Layout::Nhwc, 2);
-    let (cpu, gpu, (active, why)) =
-        both_routes(&blurred, spec1, None, &frames1, &canvas, |p, data| {
-            let mut f = FrameViewMut::packed(PixelFormat::Nv12, 320, 240, data).unwrap();
-            p.render_overlay(&mut f, [0, 255, 0], 0.5).unwrap();
-        });
+    let gray = vec![0u8; 320 * 240];
+    let (cpu, gpu, (active, why)) = both_routes(&config, spec, None, &frames, &gray, |p, data| {
+        let mut f = FrameViewMut::packed(PixelFormat::Gray8, 320, 240, data).unwrap();
+        p.render_gray(GrayKind::Labels, &mut f).unwrap();
+    });
     assert_eq!(active, Active::Cpu);
-    assert!(why.unwrap().contains("blur=5"));
-    assert!(worst_byte(&cpu, &gpu) <= 1);
+    assert!(why.unwrap().contains("mode=labels has no GPU kernel"));
+    assert!(cpu.contains(&11), "person labels");
+    assert_eq!(cpu, gpu, "labels from the device state");
 }
 
 // ---- segpostproc, the element ------------------------------------------------------------

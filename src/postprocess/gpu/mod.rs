@@ -4,8 +4,7 @@
 //! plane thresholds the bilinear upsample and blends the overlay colour in place (or
 //! writes the hard mask).
 //!
-//! Modes with a kernel: `overlay` with `blur=1` (the default and the most used), `mask`
-//! (any blur) and `alpha`.
+//! Modes with kernels: `overlay` and `mask` (any blur) and `alpha`.
 //! Every other mode and setting reads a copy of the state downloaded to the host and runs
 //! on the CPU ([`supports`]), so switching modes never loses the average.
 
@@ -32,16 +31,32 @@ pub enum Drawing {
     Other(&'static str),
 }
 
-/// Why `drawing` with `config` has no GPU kernel (None: it has one).
-pub(super) fn supports(drawing: Drawing, config: &PostprocessConfig) -> Option<String> {
+/// Why `drawing` has no GPU kernel (None: it has one).
+pub(super) fn supports(drawing: Drawing) -> Option<String> {
     match drawing {
-        Drawing::Overlay if config.blur > 1 => Some(format!(
-            "mode=overlay with blur={} has no GPU kernel (blur=1 has; mode=mask has both)",
-            config.blur
-        )),
         Drawing::Overlay | Drawing::Mask | Drawing::Alpha => None,
         Drawing::Other(name) => Some(format!("mode={name} has no GPU kernel")),
     }
+}
+
+/// A `rows`×`cols` byte image on the device (kept when it has that size).
+fn device_image(m: &mut UMat, cols: usize, rows: usize) -> Result<()> {
+    if m.rows() != rows as i32 || m.cols() != cols as i32 {
+        *m = UMat::new_rows_cols_def(rows as i32, cols as i32, core::CV_8UC1)?;
+    }
+    Ok(())
+}
+
+/// What one frame is painted with.
+#[derive(Clone, Copy)]
+pub(super) struct PaintJob {
+    /// The picture's part of the map (letterbox).
+    crop: Rect,
+    threshold: f32,
+    drawing: Drawing,
+    blur: usize,
+    opacity: f32,
+    colour: super::render::PaintColour,
 }
 
 /// The device state and buffers, kept between frames.
@@ -49,7 +64,9 @@ pub(super) struct GpuPost {
     update: core::Kernel,
     paint: core::Kernel,
     blur: core::Kernel,
-    /// The hard mask before the box blur (mode=mask, blur > 1).
+    soft: core::Kernel,
+    /// The hard mask of an overlay before its blur, and the blurred mask (blur > 1).
+    mask: UMat,
     hard: UMat,
     scores: UMat,
     selected: UMat,
@@ -77,6 +94,8 @@ impl GpuPost {
             update: opencl::build_kernel("update_scores", SOURCE, "")?,
             paint: opencl::build_kernel("paint_plane", SOURCE, "")?,
             blur: opencl::build_kernel("box_blur", SOURCE, "")?,
+            soft: opencl::build_kernel("blend_soft", SOURCE, "")?,
+            mask: UMat::new_def(),
             hard: UMat::new_def(),
             scores: UMat::new_def(),
             selected: UMat::new_def(),
@@ -160,15 +179,18 @@ impl GpuPost {
     /// The overlay (with the blend's `keep` and colour `terms`), the hard mask or the soft
     /// matte of every painted plane of `frame`, in place. `crop` is the picture's part of
     /// the map (letterbox).
-    pub(super) fn paint(
-        &mut self,
-        frame: &mut FrameViewMut<'_>,
-        crop: Rect,
-        threshold: f32,
-        drawing: Drawing,
-        blur: usize,
-        blend: impl Fn(&[crate::frame::Role]) -> (u16, [u16; 4]),
-    ) -> Result<()> {
+    pub(super) fn paint(&mut self, frame: &mut FrameViewMut<'_>, job: &PaintJob) -> Result<()> {
+        let PaintJob {
+            crop,
+            threshold,
+            drawing,
+            blur,
+            opacity,
+            colour,
+        } = *job;
+        let blend = |roles: &[crate::frame::Role]| {
+            super::kernels::blend_terms(colour.pixel(roles).map(|v| v as u8), opacity)
+        };
         let map_stride = self.smoothed.cols();
         // post.cl's OVERLAY, MASK, SOFT; a GRAY8 output is written whole: no upload.
         let (output, mask) = match drawing {
@@ -193,10 +215,19 @@ impl GpuPost {
                 }
             }
             let t = self.tables_for(crop, cols, rows)?;
+            // A blurred overlay: the hard mask into its own buffer first, blended below.
+            let soft = drawing == Drawing::Overlay && blur > 1;
+            if soft {
+                device_image(&mut self.mask, cols, rows)?;
+            }
+            let (target, stride, step, output) = match soft {
+                true => (&self.mask, cols, 1, 1),
+                false => (&self.pixels, cols * cn, cn, output),
+            };
             let args = Args::new(&mut self.paint)
-                .buffer(&self.pixels)?
-                .i32((cols * cn) as i32)?
-                .i32(cn as i32)?
+                .buffer(target)?
+                .i32(stride as i32)?
+                .i32(step as i32)?
                 .i32(cols as i32)?
                 .i32(rows as i32)?
                 .buffer(&self.smoothed)?
@@ -213,8 +244,12 @@ impl GpuPost {
             args.i32(output)?;
             opencl::run_2d(&mut self.paint, cols, rows)?;
             let result = if drawing == Drawing::Mask && blur > 1 {
-                self.blur_mask(cols, rows, blur)?;
+                self.blur_mask(false, cols, rows, blur)?;
                 &self.hard
+            } else if soft {
+                self.blur_mask(true, cols, rows, blur)?;
+                self.blend_soft(cn, cols, rows, opacity, colour.pixel(painted.roles))?;
+                &self.pixels
             } else {
                 &self.pixels
             };
@@ -226,18 +261,40 @@ impl GpuPost {
         Ok(())
     }
 
-    /// The box blur of the hard mask in `pixels` into `hard` (mode=mask, blur > 1).
-    fn blur_mask(&mut self, cols: usize, rows: usize, k: usize) -> Result<()> {
-        if self.hard.rows() != rows as i32 || self.hard.cols() != cols as i32 {
-            self.hard = UMat::new_rows_cols_def(rows as i32, cols as i32, core::CV_8UC1)?;
-        }
+    /// The box blur of the hard mask (in `pixels` for mode=mask, in `mask` for an overlay)
+    /// into `hard`.
+    fn blur_mask(&mut self, overlay: bool, cols: usize, rows: usize, k: usize) -> Result<()> {
+        device_image(&mut self.hard, cols, rows)?;
+        let source = if overlay { &self.mask } else { &self.pixels };
         Args::new(&mut self.blur)
-            .buffer(&self.pixels)?
+            .buffer(source)?
             .i32(cols as i32)?
             .i32(rows as i32)?
             .i32(k as i32)?
             .buffer(&self.hard)?;
         opencl::run_2d(&mut self.blur, cols, rows)
+    }
+
+    /// The blurred overlay of `pixels` with the blurred mask in `hard` as the weights.
+    fn blend_soft(
+        &mut self,
+        cn: usize,
+        cols: usize,
+        rows: usize,
+        opacity: f32,
+        colour: [f64; 4],
+    ) -> Result<()> {
+        let args = Args::new(&mut self.soft)
+            .buffer(&self.pixels)?
+            .i32(cn as i32)?
+            .i32(cols as i32)?
+            .i32(rows as i32)?
+            .buffer(&self.hard)?
+            .f32((opacity as f64 / 255.0) as f32)?;
+        colour
+            .iter()
+            .try_fold(args, |a, c| a.i32(c.round().clamp(0.0, 255.0) as i32))?;
+        opencl::run_2d(&mut self.soft, cols, rows)
     }
 
     /// The index of the sampling tables for a plane size (built once; mask_runs's Axis).
@@ -293,7 +350,7 @@ impl super::Postprocessor {
         opacity: f32,
     ) -> Result<bool> {
         if self.gpu.is_some() && self.has_state() {
-            match supports(drawing, &self.config) {
+            match supports(drawing) {
                 Some(why) => self.set_active(Active::Cpu, Some(why)),
                 None => match self.paint_on_gpu(drawing, frame, color, opacity) {
                     Ok(()) => {
@@ -322,13 +379,16 @@ impl super::Postprocessor {
     ) -> Result<()> {
         let crop = self.crop_rect(0)?;
         let threshold = self.config.threshold;
-        let colour = super::render::PaintColour::for_frame(frame, color);
-        let blend = |roles: &[crate::frame::Role]| {
-            super::kernels::blend_terms(colour.pixel(roles).map(|v| v as u8), opacity)
+        let job = PaintJob {
+            crop,
+            threshold,
+            drawing,
+            blur: self.config.blur,
+            opacity,
+            colour: super::render::PaintColour::for_frame(frame, color),
         };
-        let blur = self.config.blur;
         let (g, _) = self.gpu.as_mut().expect("checked by the caller");
-        g.paint(frame, crop, threshold, drawing, blur, blend)
+        g.paint(frame, &job)
     }
 
     /// The device state into the CPU route's Mats, when the device has a newer one.

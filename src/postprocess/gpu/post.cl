@@ -102,3 +102,21 @@ __kernel void box_blur(__global const uchar* hard, int cols, int rows, int k,
     }
     out[y * cols + x] = convert_uchar_sat_rte((float)sum / (float)(k * k));
 }
+
+// mode=overlay with blur > 1: OpenCV's blendLinear of the plane and the colour with the
+// weights the CPU route gives it, w = alpha·o/255 and 1 − w.
+__kernel void blend_soft(__global uchar* pixels, int cn, int cols, int rows,
+                         __global const uchar* alpha, float scale,
+                         int c0, int c1, int c2, int c3)
+{
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= cols || y >= rows)
+        return;
+    float w2 = (float)alpha[y * cols + x] * scale;
+    float w1 = w2 * -1.0f + 1.0f;
+    float den = w1 + w2 + 1e-5f;
+    int c[4] = {c0, c1, c2, c3};
+    __global uchar* p = pixels + (y * cols + x) * cn;
+    for (int k = 0; k < cn; k++)
+        p[k] = convert_uchar_sat_rte(((float)p[k] * w1 + (float)c[k] * w2) / den);
+}
