@@ -750,20 +750,70 @@ fn gpu_overlay_mask_and_alpha_equal_the_cpu_route_in_every_format() {
 }
 
 #[test]
-fn modes_without_a_gpu_kernel_run_on_the_cpu_from_the_device_state() {
+fn gpu_classes_and_labels_equal_the_cpu_route_and_background_modes_fall_back() {
     if !in_child(
-        "modes_without_a_gpu_kernel_run_on_the_cpu_from_the_device_state",
+        "gpu_classes_and_labels_equal_the_cpu_route_and_background_modes_fall_back",
         POCL,
     ) {
         return;
     }
+    let letterbox = Some((
+        Region {
+            x: 0,
+            y: 8,
+            width: 64,
+            height: 48,
+        },
+        64,
+        64,
+    ));
+    for (classes, layout, region) in [
+        (19, Layout::Nchw, None),
+        (19, Layout::Nhwc, letterbox),
+        (1, Layout::Nhwc, None),
+    ] {
+        let spec = OutputSpec {
+            classes,
+            width: 32,
+            height: 16,
+            layout,
+        };
+        let frames = score_frames(classes, 32, 16, layout, 3);
+        let config = PostprocessConfig {
+            smoothing: 0.5,
+            ..Default::default()
+        };
+        for format in PixelFormat::ALL {
+            let canvas = noise(ffnetseg::frame::packed_frame_size(format, 321, 241), 3);
+            let (cpu, gpu, (active, why)) =
+                both_routes(&config, spec, region, &frames, &canvas, |p, data| {
+                    let mut f = FrameViewMut::packed(format, 321, 241, data).unwrap();
+                    p.render_classes(&mut f, 0.5).unwrap();
+                });
+            assert!(active.is_gpu(), "{why:?}");
+            assert_ne!(cpu, canvas);
+            let worst = worst_byte(&cpu, &gpu);
+            assert!(worst <= 1, "classes {classes} {format:?}: off by {worst}");
+        }
+        let gray = vec![0u8; 321 * 241];
+        let (cpu, gpu, (active, _)) =
+            both_routes(&config, spec, region, &frames, &gray, |p, data| {
+                let mut f = FrameViewMut::packed(PixelFormat::Gray8, 321, 241, data).unwrap();
+                p.render_gray(GrayKind::Labels, &mut f).unwrap();
+            });
+        assert!(active.is_gpu());
+        let person = if classes == 1 { 1 } else { 11 };
+        assert!(cpu.contains(&person), "labels {classes}");
+        assert_eq!(cpu, gpu, "labels {classes}");
+    }
+    // No kernel: drawn on the CPU from the device's state.
     let spec = OutputSpec {
-        classes: 19,
-        width: 32,
-        height: 16,
-        layout: Layout::Nchw,
+        classes: 1,
+        width: 40,
+        height: 30,
+        layout: Layout::Nhwc,
     };
-    let frames = score_frames(19, 32, 16, Layout::Nchw, 3);
+    let frames = score_frames(1, 40, 30, Layout::Nhwc, 3);
     let config = PostprocessConfig {
         smoothing: 0.5,
         ..Default::default()
@@ -775,26 +825,16 @@ fn modes_without_a_gpu_kernel_run_on_the_cpu_from_the_device_state() {
     let (cpu, gpu, (active, why)) =
         both_routes(&config, spec, None, &frames, &canvas, |p, data| {
             let mut f = FrameViewMut::packed(PixelFormat::Nv12, 320, 240, data).unwrap();
-            p.render_classes(&mut f, 0.5).unwrap();
+            p.render_background_blur(&mut f, 9).unwrap();
         });
     assert_eq!(active, Active::Cpu);
+    let why = why.unwrap_or_default();
     assert!(
-        why.as_deref()
-            .unwrap_or("")
-            .contains("mode=classes has no GPU kernel"),
-        "{why:?}"
+        why.contains("mode=background-blur has no GPU kernel"),
+        "{why}"
     );
-    // The smoothed class probabilities came from the device: labels equal, blends within a level.
+    assert_ne!(cpu, canvas);
     assert!(worst_byte(&cpu, &gpu) <= 1);
-    let gray = vec![0u8; 320 * 240];
-    let (cpu, gpu, (active, why)) = both_routes(&config, spec, None, &frames, &gray, |p, data| {
-        let mut f = FrameViewMut::packed(PixelFormat::Gray8, 320, 240, data).unwrap();
-        p.render_gray(GrayKind::Labels, &mut f).unwrap();
-    });
-    assert_eq!(active, Active::Cpu);
-    assert!(why.unwrap().contains("mode=labels has no GPU kernel"));
-    assert!(cpu.contains(&11), "person labels");
-    assert_eq!(cpu, gpu, "labels from the device state");
 }
 
 // ---- segpostproc, the element ------------------------------------------------------------
@@ -862,13 +902,13 @@ fn segpostproc_modes_without_a_gpu_kernel_say_so_and_run_on_the_cpu() {
     if !in_child(name, POCL) {
         return;
     }
-    let o = run_to_end(&postproc_pipeline("gpu", "mode=labels"), "stage");
+    let o = run_to_end(&postproc_pipeline("gpu", "mode=background-blur"), "stage");
     assert_eq!(o.active, "cpu");
     assert_eq!(o.samples.len(), 4);
     let warnings = o.texts(gst::MessageType::Warning);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        warnings[0].contains("mode=labels has no GPU kernel"),
+        warnings[0].contains("mode=background-blur has no GPU kernel"),
         "{warnings:?}"
     );
 }

@@ -4,7 +4,7 @@
 //! plane thresholds the bilinear upsample and blends the overlay colour in place (or
 //! writes the hard mask).
 //!
-//! Modes with kernels: `overlay` and `mask` (any blur) and `alpha`.
+//! Modes with kernels: `overlay` and `mask` (any blur), `alpha`, `classes` and `labels`.
 //! Every other mode and setting reads a copy of the state downloaded to the host and runs
 //! on the CPU ([`supports`]), so switching modes never loses the average.
 
@@ -12,10 +12,12 @@ use opencv::core::{self, Mat, Rect, UMat};
 use opencv::prelude::*;
 
 use super::mask_runs::Axis;
+use super::render::{nearest_positions, pixel_of};
 use super::{PostprocessConfig, ScoresView};
+use crate::classes::palette_color;
 use crate::cvmat::{view, view_mut};
 use crate::error::Result;
-use crate::frame::FrameViewMut;
+use crate::frame::{FrameViewMut, PixelFormat};
 use crate::opencl::{self, Active, Args};
 use crate::tensor::{Layout, OutputSpec};
 
@@ -28,13 +30,17 @@ pub enum Drawing {
     Mask,
     /// The soft matte (mode=alpha).
     Alpha,
+    Classes,
+    Labels,
     Other(&'static str),
 }
 
 /// Why `drawing` has no GPU kernel (None: it has one).
 pub(super) fn supports(drawing: Drawing) -> Option<String> {
     match drawing {
-        Drawing::Overlay | Drawing::Mask | Drawing::Alpha => None,
+        Drawing::Overlay | Drawing::Mask | Drawing::Alpha | Drawing::Classes | Drawing::Labels => {
+            None
+        }
         Drawing::Other(name) => Some(format!("mode={name} has no GPU kernel")),
     }
 }
@@ -65,6 +71,11 @@ pub(super) struct GpuPost {
     paint: core::Kernel,
     blur: core::Kernel,
     soft: core::Kernel,
+    classes: core::Kernel,
+    /// Nearest-neighbour positions and palette blend terms of mode=classes / labels.
+    class_x: UMat,
+    class_y: UMat,
+    palette: UMat,
     /// The hard mask of an overlay before its blur, and the blurred mask (blur > 1).
     mask: UMat,
     hard: UMat,
@@ -95,6 +106,10 @@ impl GpuPost {
             paint: opencl::build_kernel("paint_plane", SOURCE, "")?,
             blur: opencl::build_kernel("box_blur", SOURCE, "")?,
             soft: opencl::build_kernel("blend_soft", SOURCE, "")?,
+            classes: opencl::build_kernel("paint_classes", SOURCE, "")?,
+            class_x: UMat::new_def(),
+            class_y: UMat::new_def(),
+            palette: UMat::new_def(),
             mask: UMat::new_def(),
             hard: UMat::new_def(),
             scores: UMat::new_def(),
@@ -261,6 +276,80 @@ impl GpuPost {
         Ok(())
     }
 
+    /// mode=classes (`labels` false: the palette blended at `opacity`) or mode=labels (the
+    /// label bytes) into every painted plane of `frame`, in place.
+    pub(super) fn paint_classes(
+        &mut self,
+        frame: &mut FrameViewMut<'_>,
+        crop: Rect,
+        threshold: f32,
+        labels: bool,
+        opacity: f32,
+    ) -> Result<()> {
+        let spec = self.spec.expect("only called with a state");
+        let (gray, colorimetry) = (frame.format == PixelFormat::Gray8, frame.colorimetry);
+        for painted in frame.format.info().painted {
+            let (data, l) = &mut frame.planes[painted.plane];
+            let (cols, rows, cn) = (l.width / painted.columns, l.height, painted.roles.len());
+            {
+                view!(src = &**data, rows, cols * cn, 1, l.stride);
+                src.copy_to(&mut self.pixels)?;
+            }
+            let positions = |src: i32, dst: usize| -> Vec<i32> {
+                nearest_positions(src as usize, dst)
+                    .into_iter()
+                    .map(|v| v as i32)
+                    .collect()
+            };
+            opencl::upload(
+                bytemuck::cast_slice(&positions(crop.width, cols)),
+                &mut self.class_x,
+            )?;
+            opencl::upload(
+                bytemuck::cast_slice(&positions(crop.height, rows)),
+                &mut self.class_y,
+            )?;
+            let mut keep = 256;
+            let mut terms = Vec::with_capacity(256 * cn);
+            for label in 0..256 {
+                let rgb = palette_color(label);
+                let pixel = pixel_of(painted.roles, rgb, colorimetry.rgb_to_yuv(rgb), gray);
+                let (k, t) = super::kernels::blend_terms(pixel.map(|v| v as u8), opacity);
+                keep = k;
+                terms.extend(t[..cn].iter().map(|v| *v as i32));
+            }
+            opencl::upload(bytemuck::cast_slice(&terms), &mut self.palette)?;
+            let state = if spec.classes == 1 {
+                &self.smoothed
+            } else {
+                &self.class_state
+            };
+            Args::new(&mut self.classes)
+                .buffer(&self.pixels)?
+                .i32(cn as i32)?
+                .i32(cols as i32)?
+                .i32(rows as i32)?
+                .buffer(state)?
+                .i32(spec.classes as i32)?
+                .i32(spec.width as i32)?
+                .i32(spec.height as i32)?
+                .i32(crop.x)?
+                .i32(crop.y)?
+                .f32(threshold)?
+                .buffer(&self.class_x)?
+                .buffer(&self.class_y)?
+                .buffer(&self.palette)?
+                .i32(keep as i32)?
+                .i32(labels as i32)?;
+            opencl::run_2d(&mut self.classes, cols, rows)?;
+            view_mut!(dst = &mut **data, rows, cols * cn, 1, l.stride);
+            let ptr = dst.data();
+            self.pixels.copy_to(&mut dst)?;
+            crate::cvmat::ensure_same_data(&dst, ptr, "GPU classes")?;
+        }
+        Ok(())
+    }
+
     /// The box blur of the hard mask (in `pixels` for mode=mask, in `mask` for an overlay)
     /// into `hard`.
     fn blur_mask(&mut self, overlay: bool, cols: usize, rows: usize, k: usize) -> Result<()> {
@@ -379,6 +468,11 @@ impl super::Postprocessor {
     ) -> Result<()> {
         let crop = self.crop_rect(0)?;
         let threshold = self.config.threshold;
+        if matches!(drawing, Drawing::Classes | Drawing::Labels) {
+            let labels = drawing == Drawing::Labels;
+            let (g, _) = self.gpu.as_mut().expect("checked by the caller");
+            return g.paint_classes(frame, crop, threshold, labels, opacity);
+        }
         let job = PaintJob {
             crop,
             threshold,

@@ -120,3 +120,40 @@ __kernel void blend_soft(__global uchar* pixels, int cn, int cols, int rows,
     for (int k = 0; k < cn; k++)
         p[k] = convert_uchar_sat_rte(((float)p[k] * w1 + (float)c[k] * w2) / den);
 }
+
+// mode=classes and mode=labels: the top class of the smoothed class probabilities (the first
+// of equals; `> threshold` for one-channel models) at the nearest model pixel (resize's
+// INTER_NEAREST positions, tables from render::nearest_positions), then the palette blend
+// `(p·keep + term) >> 8` or the label byte.
+__kernel void paint_classes(__global uchar* pixels, int cn, int cols, int rows,
+                            __global const float* state, int classes, int map_w, int map_h,
+                            int cx, int cy, float threshold,
+                            __global const int* sx, __global const int* sy,
+                            __global const int* palette, int keep, int write_label)
+{
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= cols || y >= rows)
+        return;
+    int px = cx + sx[x], py = cy + sy[y];
+    int label = 0;
+    if (classes == 1) {
+        label = state[py * map_w + px] > threshold;
+    } else {
+        float best = state[py * map_w + px];
+        for (int k = 1; k < classes; k++) {
+            float v = state[(k * map_h + py) * map_w + px];
+            if (v > best) {
+                best = v;
+                label = k;
+            }
+        }
+    }
+    label = min(label, 255);
+    __global uchar* p = pixels + (y * cols + x) * cn;
+    if (write_label) {
+        p[0] = (uchar)label;
+        return;
+    }
+    for (int k = 0; k < cn; k++)
+        p[k] = (uchar)((p[k] * keep + palette[label * cn + k]) >> 8);
+}

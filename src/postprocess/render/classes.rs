@@ -13,7 +13,9 @@ use crate::kernels::Route;
 impl Postprocessor {
     /// Colours every pixel by its top class (palette), blended with opacity `o`.
     pub fn render_classes(&mut self, frame: &mut FrameViewMut<'_>, opacity: f32) -> Result<()> {
-        self.draw_on_gpu(Drawing::Other("classes"), frame, [0; 3], 0.0)?;
+        if self.draw_on_gpu(Drawing::Classes, frame, [0; 3], opacity)? {
+            return Ok(());
+        }
         self.labels_small()?;
         if self.route == Route::HandWritten {
             self.render_classes_rows(frame, opacity)

@@ -19,7 +19,7 @@ impl Postprocessor {
         let drawing = match kind {
             GrayKind::Mask => Drawing::Mask,
             GrayKind::Soft => Drawing::Alpha,
-            GrayKind::Labels => Drawing::Other("labels"),
+            GrayKind::Labels => Drawing::Labels,
         };
         if self.draw_on_gpu(drawing, out, [0; 3], 0.0)? {
             return Ok(());
