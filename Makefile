@@ -23,7 +23,8 @@ APT_PACKAGES := build-essential pkg-config curl ca-certificates clang libclang-d
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav libopencv-dev opencv-doc \
-	python3 python3-venv python3-pip python3-gi gir1.2-gst-plugins-base-1.0 meson ninja-build
+	python3 python3-venv python3-pip python3-gi gir1.2-gst-plugins-base-1.0 meson ninja-build \
+	pocl-opencl-icd ocl-icd-libopencl1
 
 .PHONY: help deps rust venv build install demo test bench models lint golden pictures cross-aarch64 elements-doc clean uninstall packages packages-check packages-lint packaging-tools swupdate-check analytics-check
 

@@ -10,6 +10,13 @@ py=$root/.venv/bin/python
 cd "$root"
 echo "== Rust stage, element, end-to-end and live benchmarks"
 target/release/ffnetseg-bench all | tee "$out/rust.jsonl"
+echo "== GPU (OpenCL) route vs CPU route of segpreproc and segpostproc"
+# OpenCV takes only GPU OpenCL devices by default; without one, the route is measured on
+# PoCL's CPU device (the test-only opt-in), which shows its overhead, not a GPU's speed.
+if ! target/release/ffnetseg-bench gpu > "$out/gpu.jsonl"; then
+  OPENCV_OPENCL_DEVICE=:CPU: FFNETSEG_OPENCL_ALLOW_CPU=1 target/release/ffnetseg-bench gpu > "$out/gpu.jsonl" || : > "$out/gpu.jsonl"
+fi
+cat "$out/gpu.jsonl"
 echo "== Python OpenCV + onnxruntime peer"
 "$py" tests/bench/peer_opencv_ort.py --video "$video" --model models/selfie_segmentation.onnx --frames 120 --threads 2 | tee "$out/peer_native.json"
 "$py" tests/bench/peer_opencv_ort.py --video "$video" --model models/selfie_segmentation.onnx --frames 120 --threads 2 --width 1920 --height 1080 | tee "$out/peer_1080p.json"
@@ -25,7 +32,7 @@ assert status == 0, f"pipeline failed: {status}"
 print(json.dumps({"max_rss_mb": usage.ru_maxrss / 1024.0}))
 PY
 cat "$out/rss.json"
-"$py" tests/bench/report.py "$out/rust.jsonl" "$out/peer_native.json" "$out/peer_1080p.json" "$out/rss.json" BENCHMARKS.md
+"$py" tests/bench/report.py "$out/rust.jsonl" "$out/peer_native.json" "$out/peer_1080p.json" "$out/rss.json" BENCHMARKS.md "$out/gpu.jsonl"
 # Upstream GStreamer's onnxinference as the peer, where the Debian 13 root of
 # make analytics-check exists (GStreamer 1.26; chroot needs root): appended to BENCHMARKS.md.
 T=${CARGO_TARGET_DIR:-$root/target}

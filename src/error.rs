@@ -17,6 +17,8 @@ pub enum Error {
     OpenCv(String),
     /// Inference failed while running.
     Inference(String),
+    /// The OpenCL (GPU) route failed: no device, a kernel that did not build or run.
+    Gpu(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -30,6 +32,7 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "setting: {m}"),
             Error::OpenCv(m) => write!(f, "OpenCV: {m}"),
             Error::Inference(m) => write!(f, "inference: {m}"),
+            Error::Gpu(m) => write!(f, "OpenCL: {m}"),
         }
     }
 }

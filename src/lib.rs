@@ -8,6 +8,7 @@
 //! - [`inference`]: ONNX Runtime session and model contract (ffnetinfer).
 //! - [`postprocess`]: smoothing, upsampling, threshold, blur and rendering (segpostproc).
 //! - [`kernels`]: the route choice and run-time CPU dispatch of the hand-written loops.
+//! - [`opencl`]: `compute=cpu|gpu|auto`, the OpenCL device and kernels of the GPU routes.
 //! - [`classes`]: class names, palette and colour settings.
 
 pub mod classes;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod frame;
 pub mod inference;
 pub mod kernels;
+pub mod opencl;
 pub mod postprocess;
 pub mod preprocess;
 pub mod tensor;

@@ -17,6 +17,7 @@ pub fn engine_error(context: &str, e: &ffnetseg::Error) -> gst::ErrorMessage {
         Error::Config(_) => gst::error_msg!(gst::LibraryError::Settings, ("{text}")),
         Error::Model(_) => gst::error_msg!(gst::ResourceError::OpenRead, ("{text}")),
         Error::Input(_) => gst::error_msg!(gst::StreamError::Format, ("{text}")),
+        Error::Gpu(_) => gst::error_msg!(gst::LibraryError::Init, ("{text}")),
         _ => gst::error_msg!(gst::StreamError::Failed, ("{text}")),
     }
 }

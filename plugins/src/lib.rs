@@ -11,6 +11,7 @@ use gst::glib;
 
 #[cfg(feature = "analytics")]
 pub mod analytics;
+mod compute;
 mod error;
 pub mod ffnetinfer;
 pub mod meta;
@@ -20,6 +21,7 @@ mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     meta::register();
+    compute::register();
     segpreproc::register(plugin)?;
     ffnetinfer::register(plugin)?;
     segpostproc::register(plugin)?;

@@ -11,7 +11,7 @@ use crate::kernels::Route;
 
 impl Postprocessor {
     /// The picture's part (letterbox) of class `class`'s rows at model resolution.
-    fn crop_rect(&self, class: usize) -> Result<Rect> {
+    pub(super) fn crop_rect(&self, class: usize) -> Result<Rect> {
         let spec = self.spec.ok_or_else(no_result)?;
         let (h, w) = (spec.height as f64, spec.width as f64);
         let full = Rect::new(
@@ -38,6 +38,7 @@ impl Postprocessor {
     /// Smoothed foreground probability upsampled to `width`×`height` (f32, 0..1): the
     /// soft matte before thresholding.
     pub fn probability_at(&mut self, width: usize, height: usize) -> Result<&Mat> {
+        self.sync_host()?;
         let rect = self.crop_rect(0)?;
         let crop = self.smoothed.as_ref().ok_or_else(no_result)?.roi(rect)?;
         imgproc::resize(
@@ -145,6 +146,7 @@ impl Postprocessor {
 
     /// alpha = blur(s_up > threshold) at `width`×`height` (f32 in [0, 1]).
     pub fn alpha_at(&mut self, width: usize, height: usize) -> Result<Mat> {
+        self.sync_host()?;
         self.alpha_u8(Size::new(width as i32, height as i32))?;
         let mut a = Mat::default();
         self.alpha
@@ -188,6 +190,7 @@ impl Postprocessor {
 
     /// Top class per pixel at `width`×`height` (u8, nearest-neighbour upsampling).
     pub fn labels_at(&mut self, width: usize, height: usize) -> Result<&Mat> {
+        self.sync_host()?;
         self.labels_small()?;
         imgproc::resize(
             &self.labels_small,

@@ -21,17 +21,17 @@ const BELOW: u8 = 2;
 
 /// Sampling positions along one axis (OpenCV's `INTER_LINEAR` convention).
 #[derive(Debug, Clone, PartialEq)]
-struct Axis {
+pub(super) struct Axis {
     src_len: usize,
     /// Per output index: the first of the two source samples, and the second's weight.
-    src: Vec<u32>,
-    frac: Vec<f32>,
+    pub(super) src: Vec<u32>,
+    pub(super) frac: Vec<f32>,
     /// First output index of each cell `j` (cells are `src == j`), plus the end.
     cell_start: Vec<u32>,
 }
 
 impl Axis {
-    fn new(src_len: usize, out_len: usize) -> Axis {
+    pub(super) fn new(src_len: usize, out_len: usize) -> Axis {
         let scale = src_len as f64 / out_len as f64;
         let mut src = Vec::with_capacity(out_len);
         let mut frac = Vec::with_capacity(out_len);

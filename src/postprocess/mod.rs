@@ -12,9 +12,11 @@
 //! - `mask`: crop, upsampling, threshold, blur and labels at a requested size.
 //! - `mask_runs`: the hard mask as runs of masked pixels, without upsampling the map.
 //! - `render`: one file per output family (gray outputs, overlay, background, classes).
+//! - `gpu`: the OpenCL route (`compute=gpu`): state on the device, overlay and mask kernels.
 //! - `reference`: the OpenCV-only route ([`Route::OpenCv`]) of the renderers, the
 //!   reference the hand-written route (the default, `kernels`) is tested against.
 
+mod gpu;
 mod kernels;
 mod mask;
 mod mask_runs;
@@ -26,11 +28,13 @@ use opencv::core::Mat;
 
 use crate::error::{Error, Result};
 use crate::kernels::Route;
+use crate::opencl::{self, Active, Choice, Compute};
 use crate::tensor::{OutputSpec, Region};
 use mask_runs::MaskRuns;
 use render::ClassPaint;
 use scores::SoftmaxScratch;
 
+pub use gpu::Drawing;
 pub use render::Background;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +126,17 @@ pub struct Postprocessor {
     /// Whether `runs` holds the current map and threshold (all planes share them).
     runs_ready: bool,
     colour_terms: Vec<u16>,
+    /// The GPU route when `compute` chose it, its device name, and whether a failure falls
+    /// back to the CPU.
+    gpu: Option<(gpu::GpuPost, String)>,
+    gpu_fallback: bool,
+    /// The device holds a newer state than `smoothed` (the CPU renderers download it).
+    host_stale: bool,
+    /// Where the last frame was drawn, and why not on the GPU when it was asked for.
+    active: Active,
+    reason: Option<String>,
+    /// Set when `active` changed, for the element to announce.
+    changed: bool,
 }
 
 impl Postprocessor {
@@ -156,7 +171,51 @@ impl Postprocessor {
             runs: MaskRuns::default(),
             runs_ready: false,
             colour_terms: Vec::new(),
+            gpu: None,
+            gpu_fallback: true,
+            host_stale: false,
+            active: Active::Cpu,
+            reason: None,
+            changed: false,
         })
+    }
+
+    /// Chooses where results are processed and drawn (see `preprocess::Preprocessor::
+    /// set_compute`); modes without a GPU kernel still run on the CPU ([`Drawing`]).
+    pub fn set_compute(&mut self, request: Compute, allow_fallback: bool) -> Result<Choice> {
+        let mut choice = opencl::choose(request);
+        self.gpu = None;
+        if let Active::Gpu(name) = &choice.active {
+            match gpu::GpuPost::new() {
+                Ok(g) => self.gpu = Some((g, name.clone())),
+                Err(e) => {
+                    choice.reason = Some(e.to_string());
+                    choice.active = Active::Cpu;
+                }
+            }
+        }
+        if let (Some(why), false) = (&choice.reason, allow_fallback) {
+            return Err(Error::Gpu(format!(
+                "compute=gpu cannot run: {why} (disable-cpu-fallback is set)"
+            )));
+        }
+        self.gpu_fallback = allow_fallback;
+        self.active = choice.active.clone();
+        self.reason = choice.reason.clone();
+        self.smoothed = None;
+        self.smoothed_classes = None;
+        self.spec = None;
+        Ok(choice)
+    }
+
+    /// Where the last frame was drawn, and why not on the GPU when it was asked for.
+    pub fn active(&self) -> (&Active, Option<&str>) {
+        (&self.active, self.reason.as_deref())
+    }
+
+    /// Whether [`Self::active`] changed since the last call (the element announces it).
+    pub fn take_change(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     pub fn config(&self) -> &PostprocessConfig {
@@ -182,11 +241,15 @@ impl Postprocessor {
         self.smoothed = None;
         self.smoothed_classes = None;
         self.spec = None;
+        self.host_stale = false;
+        if let Some((g, _)) = self.gpu.as_mut() {
+            g.reset();
+        }
     }
 
     /// Whether a result has been received since the last reset.
     pub fn has_state(&self) -> bool {
-        self.smoothed.is_some()
+        self.smoothed.is_some() || self.gpu.as_ref().is_some_and(|(g, _)| g.has_state())
     }
 }
 

@@ -40,6 +40,9 @@ impl Postprocessor {
         }
         self.spec = Some(spec);
         self.region = scores.region;
+        if self.update_on_gpu(scores)? {
+            return Ok(());
+        }
         let (h, w, c) = (spec.height, spec.width, spec.classes);
         let a = self.config.smoothing as f64;
 

@@ -9,9 +9,11 @@
 //! Two routes compute the same tensor ([`Route`]): the hand-written one (default, bilinear
 //! only: `rows`, its row loops in `kernels`, its threads in `threads`) and the OpenCV one
 //! (`reference`), which tests and benchmarks compare it with and which serves the other
-//! interpolations.
+//! interpolations. A third, the GPU route (`gpu`, `compute=gpu`), makes the same tensor
+//! with one OpenCL kernel; [`Preprocessor::set_compute`] chooses it.
 
 mod colour;
+mod gpu;
 mod kernels;
 pub mod modelinfo;
 mod reference;
@@ -23,6 +25,7 @@ use opencv::imgproc;
 use crate::error::{Error, Result};
 use crate::frame::FrameView;
 use crate::kernels::Route;
+use crate::opencl::{self, Active, Choice, Compute};
 use crate::tensor::{DType, Layout, Region, TensorSpec};
 use colour::{ColourSource, Fused};
 use reference::Reference;
@@ -97,6 +100,13 @@ pub struct Preprocessor {
     /// Row buffers of the hand-written route, one set per band of rows (thread).
     row_buffers: Vec<RowBuffers>,
     reference: Reference,
+    /// Where the tensor is made: the CPU routes above or the OpenCL kernel.
+    active: Active,
+    gpu: gpu::GpuRoute,
+    /// Whether a failing GPU route falls back to the CPU (else the frame fails).
+    gpu_fallback: bool,
+    /// Why the GPU route stopped during a frame, for the element to announce once.
+    notice: Option<String>,
 }
 
 impl Preprocessor {
@@ -122,7 +132,43 @@ impl Preprocessor {
             rows: RowScratch::default(),
             row_buffers: Vec::new(),
             reference: Reference::new(),
+            active: Active::Cpu,
+            gpu: gpu::GpuRoute::default(),
+            gpu_fallback: true,
+            notice: None,
         })
+    }
+
+    /// Chooses where the tensor is made. `compute=gpu` without a usable OpenCL device (or
+    /// without a kernel for this configuration) runs on the CPU and the choice says why,
+    /// or is an error when `allow_fallback` is false. Later GPU failures do the same
+    /// ([`Self::take_notice`]).
+    pub fn set_compute(&mut self, request: Compute, allow_fallback: bool) -> Result<Choice> {
+        let mut choice = opencl::choose(request);
+        if choice.active.is_gpu()
+            && let Some(why) = gpu::supports(&self.config)
+        {
+            choice.active = Active::Cpu;
+            choice.reason = (request == Compute::Gpu).then_some(why);
+        }
+        if let (Some(why), false) = (&choice.reason, allow_fallback) {
+            return Err(Error::Gpu(format!(
+                "compute=gpu cannot run: {why} (disable-cpu-fallback is set)"
+            )));
+        }
+        self.active = choice.active.clone();
+        self.gpu_fallback = allow_fallback;
+        Ok(choice)
+    }
+
+    /// Where the tensor is made now.
+    pub fn active(&self) -> &Active {
+        &self.active
+    }
+
+    /// Why the GPU route gave way to the CPU during the last frame, once.
+    pub fn take_notice(&mut self) -> Option<String> {
+        self.notice.take()
     }
 
     pub fn config(&self) -> &PreprocessConfig {
@@ -180,6 +226,16 @@ impl Preprocessor {
             self.fused = Some(Fused::new(colour, &t, &self.config.normalization)?);
         }
         let fused = self.fused.as_ref().expect("built above");
+        if self.active.is_gpu() {
+            match self.gpu.run(frame, fused, t, region, out) {
+                Ok(()) => return Ok(region),
+                Err(e) if self.gpu_fallback => {
+                    self.notice = Some(format!("the GPU route failed ({e}); running on the CPU"));
+                    self.active = Active::Cpu;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         if region.width != t.width || region.height != t.height {
             fill_padding(out, t, fused.black);
         }

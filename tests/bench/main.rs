@@ -4,6 +4,8 @@
 //! Prints one JSON object per line; `pipelines/bench.sh` (make bench) turns them, with
 //! the Python peer's results, into BENCHMARKS.md.
 
+mod gpu;
+
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
@@ -476,5 +478,10 @@ fn main() {
     }
     if matches!(which, "all" | "live") {
         live_async(10);
+    }
+    // Not in "all": OpenCV picks its OpenCL device from the environment at start, so
+    // pipelines/bench.sh runs this on its own (with PoCL's CPU device when there is no GPU).
+    if which == "gpu" && !gpu::gpu_route_benchmarks() {
+        std::process::exit(2);
     }
 }

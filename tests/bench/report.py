@@ -3,6 +3,7 @@
 Python OpenCV + onnxruntime peer's results, and the pipeline's peak memory. Every figure
 is a ratio against a peer measured in the same run."""
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -40,8 +41,38 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
+def gpu_section(w, rows):
+    """segpreproc / segpostproc: the OpenCL route (compute=gpu) against the CPU route."""
+    w("## GPU (OpenCL) route against the CPU route (same run)")
+    w("")
+    if not rows:
+        w("Not measured: no OpenCL device (not even PoCL's CPU device) was usable.")
+        w("")
+        return
+    w(f"OpenCL device: {rows[0]['device']}. Per frame: wall time and process CPU time (rusage, user + "
+      "system of all threads, the OpenCL runtime's included). `compute=gpu` vs `compute=cpu` "
+      "(docs/gpu-stages.md).")
+    w("")
+    w("| stage | case | mode | CPU route wall ms | CPU route CPU ms | GPU route wall ms | GPU route CPU ms "
+      "| GPU/CPU wall | GPU/CPU CPU time |")
+    w("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        cw, cc, gw, gc = (r["cpu_route_wall_ms"], r["cpu_route_cpu_ms"], r["gpu_route_wall_ms"],
+                          r["gpu_route_cpu_ms"])
+        w(f"| {r['stage']} | {r['case']} | {r['mode'] or '—'} | {cw:.2f} | {cc:.2f} | {gw:.2f} | {gc:.2f} "
+          f"| {gw / cw:.1f}× | {gc / max(cc, 1e-9):.1f}× |")
+    w("")
+    if "CPU OpenCL device" in rows[0]["device"]:
+        w("This is a CPU OpenCL device (PoCL): the \"GPU\" route runs on the same cores as the CPU route, "
+          "plus a copy of every plane to and from OpenCL buffers and kernels compiled for a generic "
+          "CPU, so it is expected to lose; it measures the route's overhead, not a GPU. `compute=auto` "
+          "never picks such a device and the default stays `cpu`.")
+        w("")
+
+
 def main():
     rust_path, peer_native, peer_1080, rss_path, out = sys.argv[1:6]
+    gpu_path = sys.argv[6] if len(sys.argv) > 6 else None
     rust = load_lines(rust_path)
     pn = json.load(open(peer_native))
     p1080 = json.load(open(peer_1080))
@@ -117,6 +148,7 @@ def main():
     ratio_1080 = full["fps"] / p1080["fps"]
     live = next((r for r in rust if r["bench"] == "live_async_1080p30"), None)
 
+    gpu_section(w, load_lines(gpu_path) if gpu_path and os.path.getsize(gpu_path) else [])
     w("## Against the alternatives (same run)")
     w("")
     w("| comparison | ours | peer | ratio | target | |")

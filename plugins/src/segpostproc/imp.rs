@@ -13,6 +13,7 @@ use ffnetseg::classes::{DEFAULT_CLASSES, parse_classes, parse_color};
 use ffnetseg::postprocess::{Background, GrayKind, PostprocessConfig, Postprocessor, ScoresView};
 
 use super::Mode;
+use crate::compute::{self, Announced, ComputeChoice};
 use crate::error::{engine_error, flow_error};
 use crate::meta::{self, Scores};
 use crate::video;
@@ -53,6 +54,8 @@ struct Settings {
     /// The upstream GstTensor to read scores from (None: the first one).
     #[cfg(feature = "analytics")]
     tensor_id: Option<glib::Quark>,
+    compute: ComputeChoice,
+    disable_cpu_fallback: bool,
 }
 
 impl Default for Settings {
@@ -71,6 +74,8 @@ impl Default for Settings {
             background: None,
             #[cfg(feature = "analytics")]
             tensor_id: None,
+            compute: compute::DEFAULT_COMPUTE,
+            disable_cpu_fallback: compute::DEFAULT_DISABLE_CPU_FALLBACK,
         }
     }
 }
@@ -93,6 +98,7 @@ impl Settings {
             opacity: self.opacity as f32,
             background_blur: self.background_blur as usize,
             background: self.background.clone(),
+            compute: (self.compute, self.disable_cpu_fallback),
         }
     }
 
@@ -109,6 +115,10 @@ impl Settings {
             "smoothing" => self.smoothing = value.get().expect("type checked upstream"),
             "threshold" => self.threshold = value.get().expect("type checked upstream"),
             "opacity" => self.opacity = value.get().expect("type checked upstream"),
+            "compute" => self.compute = value.get().expect("type checked upstream"),
+            "disable-cpu-fallback" => {
+                self.disable_cpu_fallback = value.get().expect("type checked upstream")
+            }
             "blur" | "background-blur" => {
                 let b: u32 = value.get().expect("type checked upstream");
                 if b.is_multiple_of(2) {
@@ -157,6 +167,8 @@ struct Draw {
     opacity: f32,
     background_blur: usize,
     background: Option<Arc<str>>,
+    /// `compute` and `disable-cpu-fallback`.
+    compute: (ComputeChoice, bool),
 }
 
 /// Whether an ffnetinfer answered upstream, and whether it runs asynchronously.
@@ -184,6 +196,8 @@ struct State {
     classes: usize,
     #[cfg(feature = "analytics")]
     warned_tensor: bool,
+    /// The `compute` settings the postprocessor was set up with.
+    compute: Option<(ComputeChoice, bool)>,
 }
 
 #[derive(Default)]
@@ -193,6 +207,8 @@ pub struct SegPostproc {
     /// The output frame's size (set_info), for the segmentation mtd's mask.
     #[cfg(feature = "analytics")]
     frame_size: Mutex<Option<(usize, usize)>>,
+    /// Where drawing runs (`active-compute`), as last announced.
+    compute: Announced,
 }
 
 impl SegPostproc {
@@ -308,9 +324,37 @@ impl SegPostproc {
                 classes: 0,
                 #[cfg(feature = "analytics")]
                 warned_tensor: false,
+                compute: None,
             });
         }
         Ok(guard.as_mut().expect("created above"))
+    }
+
+    /// Sets up where the postprocessor runs when `compute` changed (the first frame, or a
+    /// property change), and announces where drawing really ran when that changed.
+    fn apply_compute(
+        &self,
+        state: &mut State,
+        wanted: (ComputeChoice, bool),
+    ) -> Result<(), gst::FlowError> {
+        if state.compute == Some(wanted) {
+            return Ok(());
+        }
+        state
+            .post
+            .set_compute(wanted.0.into(), !wanted.1)
+            .map_err(|e| flow_error(self, engine_error("segpostproc", &e)))?;
+        state.compute = Some(wanted);
+        state.last_sequence = None;
+        self.announce(state, wanted.0);
+        Ok(())
+    }
+
+    fn announce(&self, state: &mut State, requested: ComputeChoice) {
+        state.post.take_change();
+        let (active, reason) = state.post.active();
+        self.compute
+            .announce(self, *CAT, requested.into(), active, reason);
     }
 
     fn reset(&self, new_stream: bool) {
@@ -465,6 +509,9 @@ impl ObjectImpl for SegPostproc {
                     .mutable_playing()
                     .build(),
             ]
+            .into_iter()
+            .chain(compute::properties("the post-processing"))
+            .collect()
         });
         PROPERTIES.as_ref()
     }
@@ -512,6 +559,9 @@ impl ObjectImpl for SegPostproc {
             "background" => s.background.as_deref().to_value(),
             #[cfg(feature = "analytics")]
             "tensor-id" => s.tensor_id.map(|q| q.as_str().to_string()).to_value(),
+            "compute" => s.compute.to_value(),
+            "disable-cpu-fallback" => s.disable_cpu_fallback.to_value(),
+            "active-compute" => self.compute.active().to_value(),
             other => {
                 gst::error!(CAT, imp = self, "unknown property {other}");
                 pspec.default_value().clone()
@@ -619,6 +669,7 @@ impl BaseTransformImpl for SegPostproc {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.state.lock().unwrap() = None;
+        self.compute.reset();
         Ok(())
     }
 
@@ -664,6 +715,7 @@ impl VideoFilterImpl for SegPostproc {
         let draw = self.settings.lock().unwrap().draw();
         let mut guard = self.state.lock().unwrap();
         let state = self.ensure_state(&mut guard)?;
+        self.apply_compute(state, draw.compute)?;
         let have = self.update(state, frame.buffer(), draw.mode)?;
         if draw.mode.outputs_gray() && frame.format() != gst_video::VideoFormat::Gray8 {
             // The mode just changed to a GRAY8 one; the caps follow from the next frame.
@@ -678,6 +730,9 @@ impl VideoFilterImpl for SegPostproc {
             video::frame_view_mut(frame).map_err(|e| flow_error(self, engine_error("", &e)))?;
         if have {
             self.draw_on_frame(state, &draw, &mut view)?;
+            if state.post.take_change() {
+                self.announce(state, draw.compute.0);
+            }
         } else if draw.mode.outputs_gray() {
             // A GRAY8 mode on a GRAY8 input: "nothing found" rather than the input picture.
             for (data, _) in view.planes.iter_mut() {
@@ -692,9 +747,13 @@ impl VideoFilterImpl for SegPostproc {
         inframe: &gst_video::VideoFrameRef<&gst::BufferRef>,
         outframe: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mode = self.settings.lock().unwrap().mode;
+        let (mode, wanted) = {
+            let s = self.settings.lock().unwrap();
+            (s.mode, (s.compute, s.disable_cpu_fallback))
+        };
         let mut guard = self.state.lock().unwrap();
         let state = self.ensure_state(&mut guard)?;
+        self.apply_compute(state, wanted)?;
         let have = self.update(state, inframe.buffer(), mode)?;
         let mut view =
             video::frame_view_mut(outframe).map_err(|e| flow_error(self, engine_error("", &e)))?;
@@ -711,6 +770,9 @@ impl VideoFilterImpl for SegPostproc {
             .post
             .render_gray(gray_kind(mode), &mut view)
             .map_err(|e| flow_error(self, engine_error("rendering failed", &e)))?;
+        if state.post.take_change() {
+            self.announce(state, wanted.0);
+        }
         Ok(gst::FlowSuccess::Ok)
     }
 }

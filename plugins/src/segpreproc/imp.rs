@@ -13,6 +13,7 @@ use ffnetseg::preprocess::{
 use ffnetseg::tensor::{DType, Layout, TensorSpec};
 
 use super::{InterpolationChoice, LayoutChoice, ResizeChoice};
+use crate::compute::{self, Announced, ComputeChoice};
 use crate::error::{engine_error, flow_error};
 use crate::meta::{self, InputTensor};
 use crate::video;
@@ -50,6 +51,8 @@ struct Settings {
     interpolation: InterpolationChoice,
     /// Whether scale, mean or std was set (then a `.modelinfo` file's ranges are not used).
     normalization_set: bool,
+    compute: ComputeChoice,
+    disable_cpu_fallback: bool,
 }
 
 impl Default for Settings {
@@ -64,6 +67,8 @@ impl Default for Settings {
             resize: DEFAULT_RESIZE,
             interpolation: DEFAULT_INTERPOLATION,
             normalization_set: false,
+            compute: compute::DEFAULT_COMPUTE,
+            disable_cpu_fallback: compute::DEFAULT_DISABLE_CPU_FALLBACK,
         }
     }
 }
@@ -87,6 +92,7 @@ struct Converter {
     preprocessor: Preprocessor,
     pool: gst::BufferPool,
     overridden: bool,
+    requested: ffnetseg::opencl::Compute,
 }
 
 impl Drop for Converter {
@@ -105,6 +111,8 @@ struct State {
 pub struct SegPreproc {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// Where the tensor is made (`active-compute`), as last announced.
+    compute: Announced,
 }
 
 fn parse_triplet(s: &str) -> Result<Option<[f32; 3]>, String> {
@@ -265,8 +273,19 @@ impl SegPreproc {
             resize: resize_mode(settings.resize),
             interpolation: interpolation(settings.interpolation),
         };
-        let preprocessor = Preprocessor::new(config)
+        let mut preprocessor = Preprocessor::new(config)
             .map_err(|e| flow_error(self, engine_error("segpreproc", &e)))?;
+        let requested = settings.compute.into();
+        let choice = preprocessor
+            .set_compute(requested, !settings.disable_cpu_fallback)
+            .map_err(|e| flow_error(self, engine_error("segpreproc", &e)))?;
+        self.compute.announce(
+            self,
+            *CAT,
+            requested,
+            &choice.active,
+            choice.reason.as_deref(),
+        );
         let pool = gst::BufferPool::new();
         let mut pc = pool.config();
         pc.set_params(None, target.byte_size() as u32, 2, 0);
@@ -285,6 +304,7 @@ impl SegPreproc {
             preprocessor,
             pool,
             overridden,
+            requested,
         })
     }
 
@@ -335,6 +355,11 @@ impl SegPreproc {
                 .run(&view, map.as_mut_slice())
                 .map_err(|e| flow_error(self, engine_error("pre-processing failed", &e)))?
         };
+        if let Some(why) = converter.preprocessor.take_notice() {
+            let active = converter.preprocessor.active().clone();
+            self.compute
+                .announce(self, *CAT, converter.requested, &active, Some(&why));
+        }
         Ok(InputTensor {
             tensor,
             spec,
@@ -411,6 +436,9 @@ impl ObjectImpl for SegPreproc {
                     .mutable_playing()
                     .build(),
             ]
+            .into_iter()
+            .chain(compute::properties("the pre-processing"))
+            .collect()
         });
         PROPERTIES.as_ref()
     }
@@ -429,6 +457,10 @@ impl ObjectImpl for SegPreproc {
                 }
                 "resize" => s.resize = value.get().expect("type checked upstream"),
                 "interpolation" => s.interpolation = value.get().expect("type checked upstream"),
+                "compute" => s.compute = value.get().expect("type checked upstream"),
+                "disable-cpu-fallback" => {
+                    s.disable_cpu_fallback = value.get().expect("type checked upstream")
+                }
                 "mean" | "std" => {
                     let text: Option<String> = value.get().expect("type checked upstream");
                     let old = format_triplet(if name == "mean" { s.mean } else { s.std });
@@ -480,6 +512,9 @@ impl ObjectImpl for SegPreproc {
             "std" => format_triplet(s.std).to_value(),
             "resize" => s.resize.to_value(),
             "interpolation" => s.interpolation.to_value(),
+            "compute" => s.compute.to_value(),
+            "disable-cpu-fallback" => s.disable_cpu_fallback.to_value(),
+            "active-compute" => self.compute.active().to_value(),
             other => {
                 gst::error!(CAT, imp = self, "unknown property {other}");
                 pspec.default_value().clone()
@@ -531,6 +566,7 @@ impl BaseTransformImpl for SegPreproc {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.state.lock().unwrap() = None;
+        self.compute.reset();
         Ok(())
     }
 

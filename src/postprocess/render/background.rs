@@ -5,7 +5,7 @@ use opencv::core::{self, Mat, Size, Vector};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::super::Postprocessor;
+use super::super::{Drawing, Postprocessor};
 use super::one_minus;
 use crate::error::{Error, Result};
 use crate::frame::{Colorimetry, FrameViewMut, PixelFormat, Role};
@@ -18,6 +18,7 @@ impl Postprocessor {
         frame: &mut FrameViewMut<'_>,
         strength: usize,
     ) -> Result<()> {
+        self.draw_on_gpu(Drawing::Other("background-blur"), frame, [0; 3], 0.0)?;
         let (w, h) = (frame.width, frame.height);
         self.composite(frame, |_, dst, out| {
             // Kernel scaled to the plane so chroma and luma blur by the same picture distance.
@@ -41,6 +42,7 @@ impl Postprocessor {
         frame: &mut FrameViewMut<'_>,
         picture: &mut Background,
     ) -> Result<()> {
+        self.draw_on_gpu(Drawing::Other("background-replace"), frame, [0; 3], 0.0)?;
         let planes = picture.planes_for(frame)?;
         self.composite(frame, |plane, _, out| {
             planes[plane].copy_to(out)?;

@@ -3,7 +3,7 @@
 
 use opencv::prelude::*;
 
-use super::super::{Postprocessor, kernels};
+use super::super::{Drawing, Postprocessor, kernels};
 use super::{nearest_positions, pixel_of};
 use crate::classes::palette_color;
 use crate::error::Result;
@@ -13,6 +13,9 @@ use crate::kernels::Route;
 impl Postprocessor {
     /// Colours every pixel by its top class (palette), blended with opacity `o`.
     pub fn render_classes(&mut self, frame: &mut FrameViewMut<'_>, opacity: f32) -> Result<()> {
+        if self.draw_on_gpu(Drawing::Classes, frame, [0; 3], opacity)? {
+            return Ok(());
+        }
         self.labels_small()?;
         if self.route == Route::HandWritten {
             self.render_classes_rows(frame, opacity)

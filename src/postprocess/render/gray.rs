@@ -3,7 +3,7 @@
 use opencv::core::{self, Size};
 use opencv::prelude::*;
 
-use super::super::{GrayKind, Postprocessor};
+use super::super::{Drawing, GrayKind, Postprocessor};
 use crate::cvmat::{ensure_same_data, view_mut};
 use crate::error::{Error, Result};
 use crate::frame::{FrameViewMut, PixelFormat};
@@ -15,6 +15,14 @@ impl Postprocessor {
     pub fn render_gray(&mut self, kind: GrayKind, out: &mut FrameViewMut<'_>) -> Result<()> {
         if out.format != PixelFormat::Gray8 {
             return Err(Error::Input("mask output must be GRAY8".into()));
+        }
+        let drawing = match kind {
+            GrayKind::Mask => Drawing::Mask,
+            GrayKind::Soft => Drawing::Alpha,
+            GrayKind::Labels => Drawing::Labels,
+        };
+        if self.draw_on_gpu(drawing, out, [0; 3], 0.0)? {
+            return Ok(());
         }
         let (w, h) = (out.width, out.height);
         let (data, l) = &mut out.planes[0];

@@ -23,7 +23,7 @@ pub(super) use classes::ClassPaint;
 /// The source index of each of `dst` outputs when `src` values are stretched over them by
 /// OpenCV's `resize` with INTER_NEAREST (`floor(i · (1 / (dst/src)))`, computed the same way
 /// so that the two routes pick the same labels).
-fn nearest_positions(src: usize, dst: usize) -> Vec<usize> {
+pub(super) fn nearest_positions(src: usize, dst: usize) -> Vec<usize> {
     let step = 1.0 / (dst as f64 / src as f64);
     (0..dst)
         .map(|i| ((i as f64 * step).floor() as usize).min(src - 1))

@@ -5,7 +5,7 @@ use opencv::core::{self, Scalar};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::super::{Postprocessor, kernels};
+use super::super::{Drawing, Postprocessor, kernels};
 use super::{PaintColour, fill_constant, one_minus};
 use crate::error::Result;
 use crate::frame::FrameViewMut;
@@ -24,6 +24,9 @@ impl Postprocessor {
         color: [u8; 3],
         opacity: f32,
     ) -> Result<()> {
+        if self.draw_on_gpu(Drawing::Overlay, frame, color, opacity)? {
+            return Ok(());
+        }
         let colour = PaintColour::for_frame(frame, color);
         match (self.route, self.config.blur <= 1) {
             (Route::HandWritten, true) => self.overlay_masked_pixels(frame, colour, opacity),
