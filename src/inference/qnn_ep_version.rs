@@ -126,10 +126,13 @@ pub fn check(found: &QnnEpVersion, library: &Path, onnxruntime_version: &str) ->
 mod tests {
     use super::*;
 
-    /// A fresh folder of this test's own under the system temp folder.
+    /// A fresh folder of this call's own under the system temp folder (tests run in
+    /// parallel threads of one process, so the process id alone is not enough).
     fn scratch(name: &str) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
-            std::env::temp_dir().join(format!("ffnetseg-qnn-ep-{}-{name}", std::process::id()));
+            std::env::temp_dir().join(format!("ffnetseg-qnn-ep-{}-{n}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
