@@ -104,7 +104,7 @@ if what in ("live", "all"):
     src = "videotestsrc is-live=true ! video/x-raw,format=NV12,width=1920,height=1080,framerate=30/1"
     sink = "fpsdisplaysink name=fps{i} video-sink=fakesink sync=true text-overlay=false fps-update-interval=1000"
     best = 0
-    for n in range(1, 9):
+    for n in range(1, 17):  # stops at the first count that does not hold
         print(f"-- {n} stream(s), load {load()}", flush=True)
         _, _, out = run(n, src, f"model={selfie} shared-instance=cams mode=async", sink, timeout=seconds, verbose=True)
         rates = {}
