@@ -494,22 +494,24 @@ fn segpreproc_compute_gpu_without_a_gpu_warns_once_and_runs_on_the_cpu() {
     }
 }
 
+/// With disable-cpu-fallback, `pipeline` stops with an error that says why, and no frame.
+fn missing_gpu_is_an_error(pipeline: &str) {
+    let o = run_to_end(pipeline, "stage");
+    let errors = o.texts(gst::MessageType::Error);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("compute=gpu cannot run") && e.contains("no GPU device")),
+        "{errors:?}"
+    );
+    assert!(o.samples.is_empty());
+}
+
 #[test]
 fn segpreproc_disable_cpu_fallback_makes_a_missing_gpu_an_error() {
     let name = "segpreproc_disable_cpu_fallback_makes_a_missing_gpu_an_error";
     if in_child(name, &[]) {
-        let o = run_to_end(
-            &preproc_pipeline("gpu", "disable-cpu-fallback=true"),
-            "stage",
-        );
-        let errors = o.texts(gst::MessageType::Error);
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("compute=gpu cannot run") && e.contains("no GPU device")),
-            "{errors:?}"
-        );
-        assert!(o.samples.is_empty());
+        missing_gpu_is_an_error(&preproc_pipeline("gpu", "disable-cpu-fallback=true"));
     }
 }
 
@@ -925,17 +927,6 @@ fn segpostproc_compute_gpu_without_a_gpu_warns_once_and_runs_on_the_cpu() {
 fn segpostproc_disable_cpu_fallback_makes_a_missing_gpu_an_error() {
     let name = "segpostproc_disable_cpu_fallback_makes_a_missing_gpu_an_error";
     if in_child(name, &[]) {
-        let o = run_to_end(
-            &postproc_pipeline("gpu", "disable-cpu-fallback=true"),
-            "stage",
-        );
-        let errors = o.texts(gst::MessageType::Error);
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("compute=gpu cannot run") && e.contains("no GPU device")),
-            "{errors:?}"
-        );
-        assert!(o.samples.is_empty());
+        missing_gpu_is_an_error(&postproc_pipeline("gpu", "disable-cpu-fallback=true"));
     }
 }

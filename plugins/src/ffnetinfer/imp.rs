@@ -567,13 +567,9 @@ impl FfnetInfer {
         };
         let (lock, cvar) = &*self.shared;
         let mut s = lock.lock().unwrap();
-        if let Some(e) = &s.failed {
-            let text = format!("inference stopped after an earlier failure: {e}");
+        if let Some(e) = s.failed.clone() {
             drop(s);
-            return Err(flow_error(
-                self,
-                gst::error_msg!(gst::StreamError::Failed, ("{text}")),
-            ));
+            return Err(self.stopped_after_failure(&e));
         }
         if !due {
             return Ok(s.latest.clone());
@@ -711,19 +707,25 @@ impl FfnetInfer {
         Ok(lock.lock().unwrap().latest.clone())
     }
 
+    /// The worker already posted an inference failure: this frame stops the stream rather
+    /// than carry an old result.
+    fn stopped_after_failure(&self, failure: &str) -> gst::FlowError {
+        flow_error(
+            self,
+            gst::error_msg!(
+                gst::StreamError::Failed,
+                ("inference stopped after an earlier failure: {failure}")
+            ),
+        )
+    }
+
     /// Async: hands the job to the worker when due; returns the newest finished result.
     fn queue_job(&self, job: Job, due: bool) -> Result<Option<Scores>, gst::FlowError> {
         let (lock, cvar) = &*self.shared;
         let mut s = lock.lock().unwrap();
-        if let Some(e) = &s.failed {
-            // The worker posted the failure; this frame stops the stream rather than
-            // carry an old result.
-            let text = format!("inference stopped after an earlier failure: {e}");
+        if let Some(e) = s.failed.clone() {
             drop(s);
-            return Err(flow_error(
-                self,
-                gst::error_msg!(gst::StreamError::Failed, ("{text}")),
-            ));
+            return Err(self.stopped_after_failure(&e));
         }
         if due {
             let epoch = s.epoch;
