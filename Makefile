@@ -43,9 +43,9 @@ help:
 	@echo "make uninstall  remove the per-user plugin and ONNX Runtime copies"
 	@echo "make analytics-check  the analytics feature on GStreamer 1.26 in a Debian 13 root (docs/analytics.md)"
 
-# Debian/Ubuntu packages: installs only what is missing.
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# Debian/Ubuntu packages: installs only those of $(1) that are missing.
+define apt_install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -53,6 +53,10 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "System packages: all present"; fi
+endef
+
+deps:
+	$(call apt_install_missing,$(APT_PACKAGES))
 
 # Rust ≥ $(RUST_MIN): Debian's rustc is older, so rustup provides it when missing.
 rust:
@@ -125,14 +129,7 @@ cross-aarch64: rust
 # Hexagon version, models, for amd64 and arm64 (cross build) → target/packages; then lintian.
 PACKAGING_TOOLS := dpkg-dev mmdebstrap lintian qemu-user qemu-user-static gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
 packaging-tools:
-	@missing=""; for p in $(PACKAGING_TOOLS); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "Installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install_missing,$(PACKAGING_TOOLS))
 
 packages: deps rust venv packaging-tools
 	PATH="$$HOME/.cargo/bin:$$PATH" plugins/packaging/build-debs.sh --arch all
@@ -145,9 +142,7 @@ packages-lint:
 # playing pipeline (docs/delivery.md). Not in make test: Debian's swupdate package installs
 # and enables a systemd daemon, which a developer's machine should not get from a test run.
 swupdate-check: build venv
-	@for p in swupdate cpio openssl; do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+	$(call apt_install_missing,swupdate cpio openssl)
 	PATH="$$HOME/.cargo/bin:$$PATH" $(CARGO) test --release -p ffnetseg-tests --test ota -- --ignored swupdate --nocapture
 
 # The packages in clean Debian 12 roots (amd64: apt install inside, masks byte-identical to the

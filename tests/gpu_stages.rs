@@ -358,16 +358,7 @@ struct Outcome {
 
 fn run_to_end(launch: &str, stage: &str) -> Outcome {
     ffnetseg_tests::init();
-    let pipeline = gst::parse::launch(launch)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    sink.set_property("sync", false);
+    let (pipeline, sink) = ffnetseg_tests::launch_with_sink(launch);
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut samples = Vec::new();
     while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {

@@ -154,16 +154,7 @@ pub struct Running {
 impl Running {
     pub fn start(launch: &str) -> Running {
         init();
-        let pipeline = gst::parse::launch(launch)
-            .unwrap_or_else(|e| panic!("cannot build {launch}: {e}"))
-            .downcast::<gst::Pipeline>()
-            .expect("a pipeline");
-        let sink = pipeline
-            .by_name("sink")
-            .expect("an appsink named sink")
-            .downcast::<gst_app::AppSink>()
-            .expect("an appsink");
-        sink.set_property("sync", false);
+        let (pipeline, sink) = launch_with_sink(launch);
         sink.set_property("max-buffers", 1u32);
         pipeline
             .set_state(gst::State::Playing)

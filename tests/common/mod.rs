@@ -117,11 +117,10 @@ pub fn gray_from_sample(sample: &gst::Sample) -> Gray {
     }
 }
 
-/// Runs `pipeline` (which must end in `appsink name=sink`) to EOS or `max` samples,
-/// failing on any error message.
-pub fn collect_samples(pipeline: &str, max: usize) -> Vec<gst::Sample> {
-    let pipeline = gst::parse::launch(pipeline)
-        .unwrap_or_else(|e| panic!("cannot build {pipeline}: {e}"))
+/// Builds `launch` (with an `appsink name=sink`, set to sync=false), not yet started.
+pub fn launch_with_sink(launch: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    let pipeline = gst::parse::launch(launch)
+        .unwrap_or_else(|e| panic!("cannot build {launch}: {e}"))
         .downcast::<gst::Pipeline>()
         .expect("a pipeline");
     let sink = pipeline
@@ -130,6 +129,13 @@ pub fn collect_samples(pipeline: &str, max: usize) -> Vec<gst::Sample> {
         .downcast::<gst_app::AppSink>()
         .expect("an appsink");
     sink.set_property("sync", false);
+    (pipeline, sink)
+}
+
+/// Runs `pipeline` (which must end in `appsink name=sink`) to EOS or `max` samples,
+/// failing on any error message.
+pub fn collect_samples(pipeline: &str, max: usize) -> Vec<gst::Sample> {
+    let (pipeline, sink) = launch_with_sink(pipeline);
     pipeline
         .set_state(gst::State::Playing)
         .expect("pipeline starts");

@@ -121,6 +121,20 @@ pub struct ModelFacts {
     pub model: Option<std::path::PathBuf>,
 }
 
+impl ModelFacts {
+    /// What members need to know of `engine`, loaded from `model`.
+    fn of(engine: &Engine, model: Option<std::path::PathBuf>) -> ModelFacts {
+        ModelFacts {
+            input: engine.contract.input,
+            input_name: engine.contract.input_name.clone(),
+            #[cfg(feature = "analytics")]
+            output_id: engine.output_id.0,
+            provider: engine.provider.clone(),
+            model,
+        }
+    }
+}
+
 /// Joins the instance `name`, making it (and loading the model with `load`) when it does
 /// not exist. `key` must equal the instance's.
 pub fn join(
@@ -158,14 +172,7 @@ impl Instance {
         engine: Engine,
         model: Option<std::path::PathBuf>,
     ) -> Result<Arc<Instance>, gst::ErrorMessage> {
-        let facts = ModelFacts {
-            input: engine.contract.input,
-            input_name: engine.contract.input_name.clone(),
-            #[cfg(feature = "analytics")]
-            output_id: engine.output_id.0,
-            provider: engine.provider.clone(),
-            model,
-        };
+        let facts = ModelFacts::of(&engine, model);
         let core = Arc::new(Core {
             name: Arc::from(name),
             batching,
@@ -261,14 +268,7 @@ impl Instance {
     /// A new model for every member: the worker takes it between two inferences; each
     /// member drops its older results (its smoothing restarts with the new generation).
     pub fn swap(&self, engine: Engine, model: Option<std::path::PathBuf>, model_key: String) {
-        let facts = ModelFacts {
-            input: engine.contract.input,
-            input_name: engine.contract.input_name.clone(),
-            #[cfg(feature = "analytics")]
-            output_id: engine.output_id.0,
-            provider: engine.provider.clone(),
-            model,
-        };
+        let facts = ModelFacts::of(&engine, model);
         let members: Vec<_> = {
             let mut pool = self.core.pool.lock().unwrap();
             if let Some(entry) = pool.key.iter_mut().find(|(k, _)| *k == "model") {
