@@ -72,10 +72,8 @@ pub(super) struct GpuPost {
     blur: core::Kernel,
     soft: core::Kernel,
     classes: core::Kernel,
-    /// Nearest-neighbour positions and palette blend terms of mode=classes / labels.
-    class_x: UMat,
-    class_y: UMat,
-    palette: UMat,
+    /// mode=classes / labels tables, one set per painted plane (at most four).
+    class_tables: [ClassTables; 4],
     /// The hard mask of an overlay before its blur, and the blurred mask (blur > 1).
     mask: UMat,
     hard: UMat,
@@ -99,6 +97,74 @@ struct PlaneTables {
     y: UMat,
 }
 
+/// What mode=classes / labels tables of one plane depend on.
+#[derive(Clone, Copy, PartialEq)]
+struct TablesKey {
+    format: PixelFormat,
+    plane: usize,
+    crop: (i32, i32),
+    size: (usize, usize),
+    opacity: u32,
+    colorimetry: crate::frame::Colorimetry,
+}
+
+/// Nearest-neighbour positions and palette blend terms of one painted plane, on the device;
+/// rebuilt only when their key changes (not per frame).
+struct ClassTables {
+    key: Option<TablesKey>,
+    x: UMat,
+    y: UMat,
+    palette: UMat,
+    keep: i32,
+}
+
+impl Default for ClassTables {
+    fn default() -> Self {
+        ClassTables {
+            key: None,
+            x: UMat::new_def(),
+            y: UMat::new_def(),
+            palette: UMat::new_def(),
+            keep: 256,
+        }
+    }
+}
+
+impl ClassTables {
+    fn prepare(&mut self, key: TablesKey, roles: &[crate::frame::Role], gray: bool) -> Result<()> {
+        if self.key == Some(key) {
+            return Ok(());
+        }
+        let positions = |src: i32, dst: usize| -> Vec<i32> {
+            nearest_positions(src as usize, dst)
+                .into_iter()
+                .map(|v| v as i32)
+                .collect()
+        };
+        let (cols, rows) = key.size;
+        opencl::upload(
+            bytemuck::cast_slice(&positions(key.crop.0, cols)),
+            &mut self.x,
+        )?;
+        opencl::upload(
+            bytemuck::cast_slice(&positions(key.crop.1, rows)),
+            &mut self.y,
+        )?;
+        let opacity = f32::from_bits(key.opacity);
+        let mut terms = Vec::with_capacity(256 * roles.len());
+        for label in 0..256 {
+            let rgb = palette_color(label);
+            let pixel = pixel_of(roles, rgb, key.colorimetry.rgb_to_yuv(rgb), gray);
+            let (k, t) = super::kernels::blend_terms(pixel.map(|v| v as u8), opacity);
+            self.keep = k as i32;
+            terms.extend(t[..roles.len()].iter().map(|v| *v as i32));
+        }
+        opencl::upload(bytemuck::cast_slice(&terms), &mut self.palette)?;
+        self.key = Some(key);
+        Ok(())
+    }
+}
+
 impl GpuPost {
     pub(super) fn new() -> Result<Self> {
         Ok(GpuPost {
@@ -107,9 +173,7 @@ impl GpuPost {
             blur: opencl::build_kernel("box_blur", SOURCE, "")?,
             soft: opencl::build_kernel("blend_soft", SOURCE, "")?,
             classes: opencl::build_kernel("paint_classes", SOURCE, "")?,
-            class_x: UMat::new_def(),
-            class_y: UMat::new_def(),
-            palette: UMat::new_def(),
+            class_tables: Default::default(),
             mask: UMat::new_def(),
             hard: UMat::new_def(),
             scores: UMat::new_def(),
@@ -295,30 +359,16 @@ impl GpuPost {
                 view!(src = &**data, rows, cols * cn, 1, l.stride);
                 src.copy_to(&mut self.pixels)?;
             }
-            let positions = |src: i32, dst: usize| -> Vec<i32> {
-                nearest_positions(src as usize, dst)
-                    .into_iter()
-                    .map(|v| v as i32)
-                    .collect()
+            let key = TablesKey {
+                format: frame.format,
+                plane: painted.plane,
+                crop: (crop.width, crop.height),
+                size: (cols, rows),
+                opacity: opacity.to_bits(),
+                colorimetry,
             };
-            opencl::upload(
-                bytemuck::cast_slice(&positions(crop.width, cols)),
-                &mut self.class_x,
-            )?;
-            opencl::upload(
-                bytemuck::cast_slice(&positions(crop.height, rows)),
-                &mut self.class_y,
-            )?;
-            let mut keep = 256;
-            let mut terms = Vec::with_capacity(256 * cn);
-            for label in 0..256 {
-                let rgb = palette_color(label);
-                let pixel = pixel_of(painted.roles, rgb, colorimetry.rgb_to_yuv(rgb), gray);
-                let (k, t) = super::kernels::blend_terms(pixel.map(|v| v as u8), opacity);
-                keep = k;
-                terms.extend(t[..cn].iter().map(|v| *v as i32));
-            }
-            opencl::upload(bytemuck::cast_slice(&terms), &mut self.palette)?;
+            let tables = &mut self.class_tables[painted.plane];
+            tables.prepare(key, painted.roles, gray)?;
             let state = if spec.classes == 1 {
                 &self.smoothed
             } else {
@@ -336,10 +386,10 @@ impl GpuPost {
                 .i32(crop.x)?
                 .i32(crop.y)?
                 .f32(threshold)?
-                .buffer(&self.class_x)?
-                .buffer(&self.class_y)?
-                .buffer(&self.palette)?
-                .i32(keep as i32)?
+                .buffer(&tables.x)?
+                .buffer(&tables.y)?
+                .buffer(&tables.palette)?
+                .i32(tables.keep)?
                 .i32(labels as i32)?;
             opencl::run_2d(&mut self.classes, cols, rows)?;
             view_mut!(dst = &mut **data, rows, cols * cn, 1, l.stride);
