@@ -570,3 +570,94 @@ fn a_qnn_execution_provider_of_another_series_is_refused_naming_both_versions() 
         "{text}"
     );
 }
+
+#[test]
+fn ffnetinfer_fixes_a_dynamic_batch_for_qnn_and_three_streams_share_one_padded_batch_of_four() {
+    let _simulator = simulator();
+    // QNN compiles static shapes: the dynamic-batch selfie model gets its batch fixed to the
+    // shared instance's batch-size (4); three cameras fill three slots, the fourth is padding.
+    // CPU fallback is forbidden, so every node runs on the HTP simulator (with the batch
+    // left symbolic, onnxruntime-qnn 2.7.0 leaves nodes to the CPU and such a session is
+    // refused), and each stream's scores must equal the batch-1 model's on the CPU for its
+    // own frame.
+    use ffnetseg::inference::{InferenceSession, Provider, SessionConfig};
+    init();
+    assert_qnn_wheel();
+    let session = InferenceSession::open(&SessionConfig {
+        provider: Provider::Qnn,
+        disable_cpu_fallback: true,
+        batch_size: 4,
+        ..SessionConfig::new(model("selfie_segmentation_batch.onnx"))
+    })
+    .expect("the batch-4 session starts wholly on QNN");
+    assert_eq!(session.fixed_batch(), Some(4));
+    assert!(
+        session.notes().iter().any(|n| n.contains("fixed to 4")),
+        "{:?}",
+        session.notes()
+    );
+    drop(session);
+    let launch = |pattern: &str, props: &str| {
+        format!(
+            "videotestsrc pattern={pattern} num-buffers=2 ! \
+             video/x-raw,format=NV12,width=160,height=120 ! segpreproc ! ffnetinfer {props} ! \
+             appsink name=sink"
+        )
+    };
+    let values = |s: &gst::Sample| Scores::from_buffer(s.buffer().unwrap()).expect("scores");
+    let patterns = ["smpte", "checkers-8", "circular"];
+    let single = format!("provider=cpu model={}", selfie_model());
+    let refs: Vec<Vec<Vec<f32>>> = patterns
+        .iter()
+        .map(|p| {
+            collect_samples(&launch(p, &single), 2)
+                .iter()
+                .map(|s| values(s).values().unwrap())
+                .collect()
+        })
+        .collect();
+    let shared = format!(
+        "provider=qnn disable-cpu-fallback=true shared-instance=qnn-cams batch-size=4 \
+         batch-timeout=1000 mode=sync model={}",
+        model("selfie_segmentation_batch.onnx")
+    );
+    let cams: Vec<_> = patterns
+        .iter()
+        .map(|p| launch_with_sink(&launch(p, &shared)))
+        .collect();
+    for (pipeline, _) in &cams {
+        pipeline
+            .set_state(gst::State::Playing)
+            .expect("a camera starts");
+    }
+    for (i, (pipeline, sink)) in cams.iter().enumerate() {
+        for (frame, want) in refs[i].iter().enumerate() {
+            let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(300));
+            let bus_error = pipeline
+                .bus()
+                .unwrap()
+                .pop_filtered(&[gst::MessageType::Error]);
+            let sample =
+                sample.unwrap_or_else(|| panic!("camera {i} frame {frame}: {bus_error:?}"));
+            let scores = values(&sample);
+            assert_eq!(scores.provider, "qnn", "camera {i} frame {frame}");
+            assert_eq!(scores.instance.as_deref(), Some("qnn-cams"));
+            assert!(scores.batch_size <= 3 && scores.batch_slot < scores.batch_size);
+            let worst = scores
+                .values()
+                .unwrap()
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            eprintln!(
+                "camera {i} frame {frame}: slot {} of {}, QNN batch vs CPU batch 1: max |diff| {worst:e}",
+                scores.batch_slot, scores.batch_size
+            );
+            assert!(worst < 1e-3, "camera {i} frame {frame}: differs by {worst}");
+        }
+    }
+    for (pipeline, _) in &cams {
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+}

@@ -285,6 +285,74 @@ fn a_batch_one_model_runs_the_gathered_frames_one_after_another() {
     streams.iter().for_each(Stream::stop);
 }
 
+#[test]
+fn a_fixed_batch_4_model_runs_six_streams_in_groups_of_four_padded_and_each_gets_its_own_scores() {
+    // As an NPU export: the model takes exactly 4 frames. batch-size=6 gathers up to six,
+    // which run as a group of 4 and a group of 2 padded to 4.
+    let single = data_model("brightness.onnx");
+    let model = data_model("brightness_batch4.onnx");
+    let refs: Vec<_> = LEVELS.iter().map(|l| reference(*l, &single)).collect();
+    let props =
+        format!("model={model} shared-instance=fixed4 batch-size=6 batch-timeout=200 mode=sync");
+    let streams: Vec<_> = LEVELS
+        .iter()
+        .map(|l| stream(*l, false, 20, &props))
+        .collect();
+    streams.iter().for_each(Stream::play);
+    streams.iter().for_each(Stream::wait_eos);
+    let mut runs_of = BTreeMap::<u32, usize>::new();
+    for (i, s) in streams.iter().enumerate() {
+        let recs = s.recs();
+        assert!(
+            recs.len() == 20 && recs.iter().all(Option::is_some),
+            "stream {i}"
+        );
+        assert_own_scores(i, &recs, &refs[i], "fixed4");
+        for r in scored(&recs) {
+            assert!(
+                r.batch <= 4,
+                "stream {i}: an inference of {} frames",
+                r.batch
+            );
+            *runs_of.entry(r.batch).or_default() += 1;
+        }
+    }
+    streams.iter().for_each(Stream::stop);
+    // Rounds of six run as 4 + 2: both a full group and a padded one occurred.
+    assert!(
+        runs_of.get(&4).is_some_and(|n| *n > 0) && runs_of.keys().any(|b| *b < 4),
+        "frames per inference: {runs_of:?}"
+    );
+}
+
+#[test]
+fn a_fixed_batch_model_without_a_shared_instance_runs_padded_and_warns_about_the_waste() {
+    init();
+    let model = data_model("brightness_batch4.onnx");
+    let want = reference(LEVELS[2], &data_model("brightness.onnx"));
+    assert_eq!(
+        reference(LEVELS[2], &model),
+        want,
+        "the padded run gives the frame's own scores"
+    );
+    let color = 0xff00_0000u32 | (u32::from(LEVELS[2]) * 0x01_01_01);
+    let running = Running::start(&format!(
+        "videotestsrc pattern=solid-color foreground-color={color} num-buffers=2 ! \
+         video/x-raw,format=RGB,width=64,height=48 ! segpreproc ! ffnetinfer model={model} ! \
+         appsink name=sink"
+    ));
+    // Before pulling: pulling drops the bus messages that are not errors.
+    let warnings = running.bus_warnings();
+    while running.pull().is_some() {}
+    running.pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("fixed batch of 4") && w.contains("batch-size=4")),
+        "warnings: {warnings:?}"
+    );
+}
+
 /// The first error of a member that must not start.
 fn start_error(s: &Stream) -> String {
     let _ = s.pipeline.set_state(gst::State::Playing);

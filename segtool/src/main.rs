@@ -98,6 +98,7 @@ fn open(o: &Options) -> Result<(InferenceSession, f64), String> {
         spin: false,
         ep_library: None,
         context_cache: o.context_cache.clone(),
+        batch_size: 1,
     };
     let t = Instant::now();
     let session = InferenceSession::open(&config).map_err(|e| e.to_string())?;

@@ -26,6 +26,10 @@ pub struct SessionConfig {
     /// Folder for compiled models: a QNN/OpenVINO EP-context model, a TensorRT engine.
     /// The first start writes it; later starts load it; a stale one is rebuilt.
     pub context_cache: Option<PathBuf>,
+    /// Frames per run (a shared instance's batch-size). A provider that compiles static
+    /// shapes (QNN) gets a symbolic batch dimension fixed to it; runs with fewer frames
+    /// are padded.
+    pub batch_size: usize,
 }
 
 impl SessionConfig {
@@ -40,6 +44,7 @@ impl SessionConfig {
             spin: false,
             ep_library: None,
             context_cache: None,
+            batch_size: 1,
         }
     }
 

@@ -32,12 +32,16 @@ impl ContextCache {
         let mut options = config.provider_options.clone();
         options.sort();
         // What the compiled model depends on: the model's bytes, the runtime, the provider
-        // and its options. Anything else changed means recompiling.
-        let key = format!(
+        // and its options, and the batch a symbolic batch dimension is fixed to. Anything
+        // else changed means recompiling.
+        let mut key = format!(
             "model-fnv1a64={:016x}\nmodel-bytes={}\nonnxruntime={ort_version}\nprovider={provider}\noptions={options:?}\n",
             fnv1a64(&bytes),
             bytes.len()
         );
+        if config.batch_size > 1 {
+            key.push_str(&format!("batch-size={}\n", config.batch_size));
+        }
         let stem = source
             .file_stem()
             .and_then(|s| s.to_str())

@@ -19,6 +19,36 @@ pub struct ModelContract {
     pub output: OutputSpec,
     /// Set for uint8/uint16 outputs, which ffnetinfer dequantizes to f32 scores.
     pub output_quantization: Option<Quantization>,
+    /// Frames per run; `input` and `output` describe one frame of it.
+    pub batch: ModelBatch,
+}
+
+/// The model's batch dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelBatch {
+    /// Symbolic: any number of frames per run.
+    Dynamic,
+    /// Exactly this many frames per run (an NPU export made static, e.g. batch 4).
+    Fixed(usize),
+}
+
+impl ModelBatch {
+    fn of(shape: &[i64]) -> ModelBatch {
+        match shape.first() {
+            Some(&n) if n > 1 && shape.len() == 4 => ModelBatch::Fixed(n as usize),
+            Some(&n) if n < 0 => ModelBatch::Dynamic,
+            _ => ModelBatch::Fixed(1),
+        }
+    }
+
+    /// The shape of one frame of it (batch 1), which the contract describes.
+    fn one_frame(shape: &[i64]) -> Vec<i64> {
+        let mut one = shape.to_vec();
+        if let ModelBatch::Fixed(2..) = ModelBatch::of(shape) {
+            one[0] = 1;
+        }
+        one
+    }
 }
 
 /// A score map whose shorter side is this many times (or more) shorter, relative to the
@@ -44,7 +74,7 @@ pub(super) fn read_contract(
             .as_ref()
             .map(|s| (s.input_quantization.clone(), s.output_quantization.clone()))
     };
-    let (input_name, mut input) = image_input(session, path)?;
+    let (input_name, mut input, batch) = image_input(session, path)?;
     if input.dtype != DType::F32 {
         // The scale and zero point of a quantized input come from the DequantizeLinear
         // reading it; segpreproc quantizes with them.
@@ -62,6 +92,8 @@ pub(super) fn read_contract(
         .find(|o| o.name() == "mask")
         .unwrap_or(&outputs[0]);
     let (oty, oshape) = tensor_type(output, "output")?;
+    check_output_batch(output.name(), &oshape, batch)?;
+    let oshape = ModelBatch::one_frame(&oshape);
     let output_quantization = output_quantization(output.name(), oty, || {
         summary().and_then(|(_, outputs)| outputs.get(output.name()).copied())
     })?;
@@ -73,8 +105,21 @@ pub(super) fn read_contract(
         output_name: output.name().to_string(),
         output: spec,
         output_quantization,
+        batch,
     };
     Ok((contract, warning))
+}
+
+/// A model with a fixed batch of N must give N score maps.
+fn check_output_batch(name: &str, shape: &[i64], batch: ModelBatch) -> Result<()> {
+    match batch {
+        ModelBatch::Fixed(n) if n > 1 && (shape.len() != 4 || shape[0] != n as i64) => {
+            Err(Error::Model(format!(
+                "the input takes a batch of {n} frames but output '{name}' has shape                  {shape:?}; a batched model gives one score map per frame ({n}×…)"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Element type and shape of a tensor input or output.
@@ -97,8 +142,8 @@ fn dtype_of(t: TensorElementType) -> Option<DType> {
     }
 }
 
-/// The one RGB image input: its name and spec.
-fn image_input(session: &Session, path: &Path) -> Result<(String, TensorSpec)> {
+/// The one RGB image input: its name, the spec of one frame, and the batch.
+fn image_input(session: &Session, path: &Path) -> Result<(String, TensorSpec, ModelBatch)> {
     let inputs = session.inputs();
     if inputs.len() != 1 {
         return Err(Error::Model(format!(
@@ -115,6 +160,8 @@ fn image_input(session: &Session, path: &Path) -> Result<(String, TensorSpec)> {
             input.name()
         ))
     })?;
+    let batch = ModelBatch::of(&ishape);
+    let ishape = ModelBatch::one_frame(&ishape);
     let spec = TensorSpec::from_shape(&ishape, idtype, None).map_err(|e| match e {
         Error::Model(m) => Error::Model(format!("input '{}': {m}", input.name())),
         other => other,
@@ -126,7 +173,7 @@ fn image_input(session: &Session, path: &Path) -> Result<(String, TensorSpec)> {
             spec.channels
         )));
     }
-    Ok((input.name().to_string(), spec))
+    Ok((input.name().to_string(), spec, batch))
 }
 
 /// Quantized outputs are dequantized with the QuantizeLinear that produces them.

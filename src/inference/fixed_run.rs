@@ -20,7 +20,7 @@ use ort::sys::{
 };
 use ort::value::{TensorElementType, ValueType};
 
-use super::contract::ModelContract;
+use super::contract::{ModelBatch, ModelContract};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, TensorSpec};
 
@@ -97,7 +97,9 @@ impl FixedRun {
             [a, b, c] => [1, a, b, c],
             _ => return Ok(None),
         };
-        if contract.input.is_dynamic() || output_dims.iter().any(|d| *d <= 0) {
+        // A fixed batch above 1 runs padded, through the batched run.
+        let batched = matches!(contract.batch, ModelBatch::Fixed(2..));
+        if batched || contract.input.is_dynamic() || output_dims.iter().any(|d| *d <= 0) {
             return Ok(None);
         }
         let len = output_dims.iter().product::<i64>() as usize;

@@ -39,7 +39,7 @@ use ort::session::{RunOptions, Session, SessionOutputs};
 use ort::value::{DynValue, DynValueRef, TensorRef};
 
 pub use config::{SessionConfig, parse_provider_options};
-pub use contract::ModelContract;
+pub use contract::{ModelBatch, ModelContract};
 pub use placement::{NodeFacts, PlacedNode, Placement, parse_placements};
 pub use provider::Provider;
 
@@ -107,6 +107,9 @@ impl InferenceSession {
             notes: &mut notes,
         };
         let (mut builder, active) = provider::register_provider(builder, config, rt, report)?;
+        if source.load_from == path {
+            builder = fix_symbolic_batch(builder, config, active, &path, &mut notes)?;
+        }
         if active == Provider::Cpu {
             if source.cache_to_write.take().is_some() {
                 // Fell back to the CPU: nothing to compile, and no cache to trust later.
@@ -134,6 +137,7 @@ impl InferenceSession {
         }
         let (contract, odd_output) = contract::read_contract(&session, &path)?;
         warnings.extend(odd_output);
+        warnings.extend(padding_warning(&contract, config));
         let (placements, rejections) = (log.placements(), log.rejections());
         if let Some(msg) = nodes_left_on_cpu(&placements, &rejections, active, &path, &log) {
             if config.disable_cpu_fallback {
@@ -237,6 +241,15 @@ impl InferenceSession {
         consume: impl FnOnce(OutputSpec, &[f32]) -> R,
     ) -> Result<R> {
         check_input(&self.contract.input, spec, input)?;
+        if self.fixed_batch().is_some() {
+            // One frame in a model made for N: the other slots are padding.
+            let mut consume = Some(consume);
+            let mut result = None;
+            self.run_batch(&[input], spec, |_, actual, data| {
+                result = consume.take().map(|c| c(actual, data));
+            })?;
+            return result.ok_or_else(|| Error::Inference("the model returned no scores".into()));
+        }
         if let Some(fixed) = self.fixed.as_mut().filter(|_| self.allocation_free) {
             let dims = fixed.output_dims();
             let data = fixed.run(
@@ -283,6 +296,54 @@ fn session_builder(config: &SessionConfig) -> Result<SessionBuilder> {
             .map_err(|e| Error::Runtime(e.to_string()))?;
     }
     Ok(builder)
+}
+
+/// A model made for N frames per run that is to get fewer: the rest of each run is padding.
+fn padding_warning(contract: &ModelContract, config: &SessionConfig) -> Option<String> {
+    match contract.batch {
+        ModelBatch::Fixed(n) if n > config.batch_size.max(1) => Some(format!(
+            "the model takes a fixed batch of {n} frames but runs here carry at most {}: \
+             every inference also computes {} padding slots; share it among {n} streams \
+             (shared-instance=NAME batch-size={n}), or use a model with batch 1 or a dynamic \
+             batch dimension",
+            config.batch_size.max(1),
+            n - config.batch_size.max(1)
+        )),
+        _ => None,
+    }
+}
+
+/// A provider that compiles static shapes (QNN) cannot take a symbolic batch dimension:
+/// it is fixed to the frames per run asked for (ONNX Runtime's free-dimension override).
+fn fix_symbolic_batch(
+    builder: SessionBuilder,
+    config: &SessionConfig,
+    active: Provider,
+    path: &Path,
+    notes: &mut Vec<String>,
+) -> Result<SessionBuilder> {
+    if !active.needs_static_shapes() {
+        return Ok(builder);
+    }
+    let summary = std::fs::read(path)
+        .ok()
+        .and_then(|b| onnx_proto::summarize(&b));
+    let Some(symbol) = summary.and_then(|s| s.input_batch_symbols.into_values().next()) else {
+        return Ok(builder);
+    };
+    let batch = config.batch_size.max(1);
+    notes.push(format!(
+        "the model's batch dimension \"{symbol}\" is fixed to {batch} for provider {active}, \
+         which compiles static shapes{}",
+        if batch > 1 {
+            "; runs with fewer frames are padded"
+        } else {
+            ""
+        }
+    ));
+    builder
+        .with_dimension_override(&symbol, batch as i64)
+        .map_err(|e| Error::Runtime(e.to_string()))
 }
 
 /// An EP-context model (QNN, OpenVINO): compiled once, loaded on later starts. The

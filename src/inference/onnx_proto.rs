@@ -25,6 +25,9 @@ pub struct ModelSummary {
     pub initializer_bytes: u64,
     /// The model's `metadata_props` (key → value).
     pub metadata: BTreeMap<String, String>,
+    /// Graph inputs whose first (batch) dimension is symbolic: input name → the symbol
+    /// (what ONNX Runtime's free-dimension override takes).
+    pub input_batch_symbols: BTreeMap<String, String>,
 }
 
 /// One node of the graph: what it is and which tensors it reads and writes.
@@ -190,6 +193,25 @@ fn strings(bytes: &[u8], field: u64) -> Vec<String> {
     out
 }
 
+/// The first dimension's `dim_param` of a ValueInfoProto (type 2 → tensor_type 1 →
+/// shape 2 → first dim 1 → dim_param 2); None when it is a number or absent.
+fn first_dim_symbol(value_info: &[u8]) -> Option<String> {
+    let tensor_type = bytes_field(bytes_field(value_info, 2)?, 1)?;
+    let first_dim = bytes_field(bytes_field(tensor_type, 2)?, 1)?;
+    strings(first_dim, 2).pop().filter(|s| !s.is_empty())
+}
+
+/// The first length-delimited field numbered `want` of a message.
+fn bytes_field(message: &[u8], want: u64) -> Option<&[u8]> {
+    let mut r = Reader::new(message);
+    while let Some((n, f)) = r.next() {
+        if let (true, Field::Bytes(b)) = (n == want, f) {
+            return Some(b);
+        }
+    }
+    None
+}
+
 fn node(bytes: &[u8]) -> Node {
     Node {
         op_type: strings(bytes, 4).pop().unwrap_or_default(),
@@ -216,7 +238,13 @@ fn graph(bytes: &[u8], summary: &mut ModelSummary) {
                     scalars.insert(init.name, v);
                 }
             }
-            (11, Field::Bytes(vi)) => summary.inputs.extend(strings(vi, 1).into_iter().take(1)),
+            (11, Field::Bytes(vi)) => {
+                let name = strings(vi, 1).pop().unwrap_or_default();
+                if let Some(symbol) = first_dim_symbol(vi) {
+                    summary.input_batch_symbols.insert(name.clone(), symbol);
+                }
+                summary.inputs.push(name);
+            }
             (12, Field::Bytes(vi)) => summary.outputs.extend(strings(vi, 1).into_iter().take(1)),
             _ => {}
         }
@@ -319,5 +347,27 @@ mod tests {
             Some("segmentation-mask")
         );
         assert_eq!(s.metadata.len(), 2);
+    }
+
+    #[test]
+    fn symbolic_batch_dimensions_of_inputs_are_read() {
+        let model = |path: &str| {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            summarize(&std::fs::read(root.join(path)).unwrap()).unwrap()
+        };
+        let batched = model("models/selfie_segmentation_batch.onnx");
+        assert_eq!(batched.inputs.len(), 1);
+        assert_eq!(
+            batched
+                .input_batch_symbols
+                .get(&batched.inputs[0])
+                .map(String::as_str),
+            Some("batch")
+        );
+        assert!(
+            model("models/selfie_segmentation.onnx")
+                .input_batch_symbols
+                .is_empty()
+        );
     }
 }

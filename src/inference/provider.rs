@@ -54,6 +54,12 @@ impl Provider {
         matches!(self, Provider::Qnn | Provider::OpenVino)
     }
 
+    /// Providers that compile the graph for its shapes once, so a symbolic batch dimension
+    /// must be fixed before they take it (QNN HTP runs static graphs only).
+    pub fn needs_static_shapes(self) -> bool {
+        matches!(self, Provider::Qnn)
+    }
+
     /// The providers tried, in order, for this request (none: the CPU).
     fn candidates(self) -> &'static [Provider] {
         match self {

@@ -28,6 +28,8 @@ Models that keep the contract and are used to test behaviour:
                        result came from (smoothing resets, cross-talk between pipelines)
 - brightness_batch.onnx  brightness with a symbolic batch N (input Nx3x32x32, output
                        Nx1x32x32): ffnetinfer's batched shared instances (tests/shared_instance.rs)
+- brightness_batch4.onnx  brightness with a fixed batch of 4 (input 4x3x32x32, output
+                       4x1x32x32), as an NPU export: short batches are padded
 - inverse_brightness.onnx  the same contract, output 1 - brightness (hot swap to a model with
                        the same output shape)
 - fail_on_bright.onnx  input 1x3x32x32, output 1x1x32x32 = channel mean + table[i] where
@@ -122,6 +124,10 @@ def build():
         "brightness_batch", channel_mean("image", "mask"),
         [f32("image", ["N", 3, S, S])], [f32("mask", ["N", 1, S, S])],
         doc="scores = per-pixel mean of R,G,B for each frame of a batch of N")
+    out["brightness_batch4"] = model(
+        "brightness_batch4", channel_mean("image", "mask"),
+        [f32("image", [4, 3, S, S])], [f32("mask", [4, 1, S, S])],
+        doc="scores = per-pixel mean of R,G,B for each frame of a fixed batch of 4")
     one = numpy_helper.from_array(np.array(1.0, np.float32), "one")
     out["inverse_brightness"] = model(
         "inverse_brightness", channel_mean("image", "m") + [helper.make_node("Sub", ["one", "m"], ["mask"])],
@@ -158,6 +164,7 @@ def check(models, directory):
     assert np.allclose(run("inverse_brightness", white), 0.0)
     levels = np.array([0.0, 0.25, 0.5, 1.0], np.float32).reshape(4, 1, 1, 1)
     assert np.allclose(run("brightness_batch", np.ones((4, 3, 32, 32), np.float32) * levels), levels)
+    assert np.allclose(run("brightness_batch4", np.ones((4, 3, 32, 32), np.float32) * levels), levels)
     assert run("dynamic_hw", np.ones((1, 3, 48, 64), np.float32)).shape == (1, 1, 48, 64)
     assert np.allclose(run("fail_on_bright", black), 0.25)
     try:

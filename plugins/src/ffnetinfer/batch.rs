@@ -37,23 +37,24 @@ pub(super) fn worker_loop(core: Arc<Core>, mut engine: Engine) {
 /// The one line that says how the gathered frames run with this model.
 fn describe_batching(core: &Core, engine: &Engine) {
     let size = core.batching.size;
-    if size < 2 {
-        return;
-    }
-    if engine.supports_batches() {
-        gst::info!(
+    let name = &core.name;
+    match (engine.supports_batches(), engine.fixed_batch()) {
+        _ if size < 2 => {}
+        (true, None) => gst::info!(
             CAT,
-            "shared-instance \"{}\": up to {size} frames (one per member) run in one inference",
-            core.name
-        );
-    } else {
-        gst::info!(
+            "shared-instance \"{name}\": up to {size} frames (one per member) run in one inference"
+        ),
+        (true, Some(fixed)) => gst::info!(
             CAT,
-            "shared-instance \"{}\": the model has a fixed batch of 1, so the up to {size} \
+            "shared-instance \"{name}\": the model takes a fixed batch of {fixed}: the up to \
+             {size} frames gathered per round run {fixed} per inference, a short round padded"
+        ),
+        (false, _) => gst::info!(
+            CAT,
+            "shared-instance \"{name}\": the model has a fixed batch of 1, so the up to {size} \
              frames gathered per round run one after another on the shared session (a model \
-             with a dynamic batch dimension runs them in one inference: models/make_dynamic_batch.py)",
-            core.name
-        );
+             with a dynamic batch dimension runs them in one inference: models/make_dynamic_batch.py)"
+        ),
     }
 }
 
@@ -132,12 +133,17 @@ fn run(core: &Core, engine: &mut Engine, frames: Vec<Taken>) {
     }
     let n = frames.len();
     let same_spec = frames.windows(2).all(|w| w[0].job.spec == w[1].job.spec);
-    if n > 1 && same_spec && engine.supports_batches() {
+    // A model with a fixed batch runs even one frame as a (padded) batch.
+    let batched = n > 1 || engine.fixed_batch().is_some();
+    if batched && same_spec && engine.supports_batches() {
         let jobs: Vec<&Job> = frames.iter().map(|t| &t.job).collect();
         match engine.infer_batch(&jobs) {
             Ok((scores, _)) => {
-                for (slot, (t, s)) in frames.into_iter().zip(scores).enumerate() {
-                    deliver(core, t, Some(Ok(s)), slot, n);
+                // A fixed batch runs the frames in groups of its size.
+                let group = engine.fixed_batch().unwrap_or(n);
+                for (i, (t, s)) in frames.into_iter().zip(scores).enumerate() {
+                    let in_group = group.min(n - i / group * group);
+                    deliver(core, t, Some(Ok(s)), i % group, in_group);
                 }
                 return;
             }

@@ -133,6 +133,11 @@ impl Engine {
         self.session.supports_batches()
     }
 
+    /// The model's fixed batch when it is above 1 (short batches are padded).
+    pub fn fixed_batch(&self) -> Option<usize> {
+        self.session.fixed_batch()
+    }
+
     /// Runs the jobs (all of the same tensor spec) as one batched inference; returns each
     /// job's scores in the jobs' order (batch slot = index) and the time it took (ns).
     pub fn infer_batch(&mut self, jobs: &[&Job]) -> Result<(Vec<Scores>, u64), String> {

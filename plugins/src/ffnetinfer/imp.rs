@@ -118,6 +118,11 @@ impl Settings {
             spin: self.spin,
             ep_library: self.ep_library.clone(),
             context_cache: self.context_cache.clone(),
+            // Only a shared instance gathers several frames per run.
+            batch_size: match self.shared_instance {
+                Some(_) => self.batch_size.max(1) as usize,
+                None => 1,
+            },
         })
     }
 
