@@ -2,6 +2,7 @@
 # Runs the embedding examples on 10 frames of vtest.avi and checks what they print:
 #   examples/rust-embed      (cargo run -p ffnetseg-embed-example; plugin linked statically)
 #   examples/python/segment_mask.py  (Debian's /usr/bin/python3 + gi; the installed plugin)
+#   examples/python/multi_camera.py  (three test sources, one shared instance)
 # Each must print 10 frame lines with scores metadata from the CPU provider and a mean
 # foreground (people in the street scene) between 0.5% and 50%. Called by check-pipelines.sh.
 set -euo pipefail
@@ -49,6 +50,20 @@ elif out=$(/usr/bin/python3 "$root/examples/python/segment_mask.py" --frames "$f
   check "python segment_mask.py" "$out"
 else
   echo "FAIL python segment_mask.py"; echo "$out" | tail -20; fail=$((fail + 1))
+fi
+
+# Python, several cameras: three test sources through one shared instance, every frame with
+# its result (mode=sync) from the instance "cams".
+if out=$(/usr/bin/python3 "$root/examples/python/multi_camera.py" --test 3 --frames "$frames" \
+    --headless --sync --timeout 120 2>&1); then
+  served=$(grep -c "^test [0-9]: $frames frames, $frames with a result from instance cams" <<<"$out" || true)
+  if [ "$served" -eq 3 ]; then
+    echo "ok   python multi_camera.py: 3 cameras, $frames frames each, all from instance cams"; pass=$((pass + 1))
+  else
+    echo "FAIL python multi_camera.py: $served of 3 cameras fully served"; echo "$out" | tail -20; fail=$((fail + 1))
+  fi
+else
+  echo "FAIL python multi_camera.py"; echo "$out" | tail -20; fail=$((fail + 1))
 fi
 
 echo "examples: $pass passed, $fail failed"

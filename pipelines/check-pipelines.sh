@@ -26,6 +26,7 @@ run "virtual-background (blur)" "$here/virtual-background.sh" --check
 run "virtual-background (picture)" "$here/virtual-background.sh" --check --picture /usr/share/doc/opencv-doc/examples/data/fruits.jpg
 run "ffnet-classes (tiny FFNet)" "$here/ffnet-classes.sh" --check
 run "udp-stream (RTP/H.264 over 127.0.0.1)" "$here/udp-stream.sh" --check
+run "multi-camera (4 test sources, one shared batched instance, compositor grid)" "$here/multi-camera.sh" --check
 run "embedding examples (Rust, Python)" "$here/check-examples.sh"
 if command -v meson >/dev/null 2>&1 && command -v ninja >/dev/null 2>&1; then
   run "meson setup/compile/install into a temporary prefix" "$here/check-meson.sh"
