@@ -979,7 +979,7 @@ fn sharing_properties() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecUInt::builder("batch-size")
             .nick("Batch size")
-            .blurb(&format!("Shared instance: frames (at most one per member, the longest-waiting first) run per inference; a model with a dynamic batch dimension runs them in one inference, a batch-1 model one after another. Sync frames wait for their batch, async frames never wait. {READY_ONLY}"))
+            .blurb(&format!("Shared instance: frames (at most one per member, the longest-waiting first) run per inference; a model with a dynamic batch dimension runs them in one inference (with provider qnn, which compiles static shapes, the batch dimension is fixed to batch-size and short batches are padded), a model with a fixed batch of N in groups of N (padded), a batch-1 model one after another. Sync frames wait for their batch, async frames never wait. {READY_ONLY}"))
             .minimum(1)
             .maximum(MAX_BATCH_SIZE)
             .default_value(DEFAULT_BATCH_SIZE)
