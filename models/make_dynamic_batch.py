@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Makes a copy of an ONNX model whose batch dimension is symbolic ("batch"), so that
 ffnetinfer's shared instances (shared-instance=NAME batch-size=N) run the frames of N
-streams in one inference.
+streams in one inference; or, with --batch N, fixed to N frames (a static model for an NPU
+compiler that wants one; ffnetinfer also fixes a symbolic batch itself for QNN).
 
     python models/make_dynamic_batch.py                       # the shipped selfie model
     python models/make_dynamic_batch.py IN.onnx OUT.onnx
+    python models/make_dynamic_batch.py --batch 4 IN.onnx OUT_batch4.onnx
 
 Default: models/selfie_segmentation.onnx -> models/selfie_segmentation_batch.onnx.
 Needs the `onnx` and `numpy` packages (and `onnxruntime` for the check at the end), e.g. in
@@ -31,15 +33,20 @@ from onnx import numpy_helper
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def make_symbolic(model: onnx.ModelProto) -> list:
-    """Edits `model` in place; returns the names of the Reshape shapes it changed."""
+def make_symbolic(model: onnx.ModelProto, batch: int = 0) -> list:
+    """Edits `model` in place (batch 0: symbolic, else fixed to `batch`); returns the names
+    of the Reshape shapes it changed."""
     g = model.graph
     for v in list(g.input) + list(g.output):
         dims = v.type.tensor_type.shape.dim
         if len(dims) < 2 or dims[0].dim_value not in (0, 1):
             sys.exit(f"{v.name}: first dimension is not a batch of 1 ({dims[0]})")
-        dims[0].ClearField("dim_value")
-        dims[0].dim_param = "batch"
+        if batch:
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = batch
+        else:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "batch"
     inits = {i.name: i for i in g.initializer}
     consts = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
     changed = []
@@ -75,6 +82,9 @@ def check(original: pathlib.Path, batched: pathlib.Path, batch: int = 4) -> floa
     frames = rng.random(shape, dtype=np.float32)
     # Distinct brightness per slot as well, so a mix-up of slots shows.
     frames *= np.linspace(0.25, 1.0, batch, dtype=np.float32).reshape([batch] + [1] * (len(shape) - 1))
+    integer = {"tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16}.get(inp.type)
+    if integer:  # a quantized-I/O model takes the tensor's integer codes
+        frames = (frames * np.iinfo(integer).max).astype(integer)
     out = many.run(None, {inp.name: frames})[0]
     worst = 0.0
     for i in range(batch):
@@ -87,17 +97,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", nargs="?", default=str(HERE / "selfie_segmentation.onnx"))
     ap.add_argument("output", nargs="?", default=str(HERE / "selfie_segmentation_batch.onnx"))
+    ap.add_argument("--batch", type=int, default=0, help="fix the batch to N frames (default: symbolic)")
     args = ap.parse_args()
     model = onnx.load(args.input)
-    changed = make_symbolic(model)
+    changed = make_symbolic(model, args.batch)
+    made = f"fixed to {args.batch}" if args.batch else "made symbolic"
     model.doc_string = (model.doc_string + "\n" if model.doc_string else "") + (
-        f"Batch dimension made symbolic by models/make_dynamic_batch.py from {pathlib.Path(args.input).name}"
+        f"Batch dimension {made} by models/make_dynamic_batch.py from {pathlib.Path(args.input).name}"
     )
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, args.output)
     print(f"wrote {args.output}; Reshape shapes made batch-free: {', '.join(changed) or 'none'}")
-    worst = check(pathlib.Path(args.input), pathlib.Path(args.output))
-    print(f"batch of 4 vs batch-1 runs, max |difference| per slot: {worst:.3g}")
+    batch = args.batch or 4
+    worst = check(pathlib.Path(args.input), pathlib.Path(args.output), batch)
+    print(f"batch of {batch} vs batch-1 runs, max |difference| per slot: {worst:.3g}")
     if worst > 1e-4:
         sys.exit("the batched model does not match the original")
 

@@ -24,6 +24,12 @@ held-out and portrait sets (CPU EP), and, where the onnxruntime-qnn wheel is ins
 the QNN EP places both on the HTP simulator (default and htp_arch=68). The selfie models also
 run on the simulator (mask IoU vs FP32; agreement with the float-I/O model there).
 
+For every FFNet variant (unless --no-batch), the batch variants of batch.py for shared,
+batched ffnetinfer instances: *_batch.onnx and *_w8a8_batch.onnx (symbolic batch),
+*_w8a8_batch4.onnx and *_w8a8_qio_batch4.onnx (batch fixed to 4, for the NPU), each
+checked slot by slot against its batch-1 model on real frames, the batch-4 ones placed on
+the QNN HTP simulator.
+
 Outputs: out/models/*.onnx, out/models/report.json, out/models/table.md, and the section
 between the "measured" markers of models/README.md.
 """
@@ -46,6 +52,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 
+import batch as B  # noqa: E402
 import bench  # noqa: E402
 import media  # noqa: E402
 import qnn  # noqa: E402
@@ -114,7 +121,7 @@ def find_checkpoint(weights_dir: str, checkpoint: str) -> str | None:
 
 
 def build_ffnet(variant: str, out_dir: str, threads: int, weights_dir: str | None,
-                skip_latency: bool, portrait) -> dict:
+                skip_latency: bool, portrait, batch_variants: bool = True) -> dict:
     import torch
 
     import export as E
@@ -142,7 +149,6 @@ def build_ffnet(variant: str, out_dir: str, threads: int, weights_dir: str | Non
     row["size_fp32_mb"] = mb(fp32)
     log(f"{variant}: exported {fp32} ({row['size_fp32_mb']:.1f} MB), "
         f"{row['params'] / 1e6:.2f} M params, {row['macs'] / 1e9:.2f} GMAC")
-    del model
 
     calib = media.image_set("calib", *(CALIB_FULL if full else CALIB_LOW))
     valid = media.image_set("valid", *(VALID_FULL if full else VALID_LOW))
@@ -157,6 +163,10 @@ def build_ffnet(variant: str, out_dir: str, threads: int, weights_dir: str | Non
             f"{r['numerics']['top_class_agreement']:.4f}, PSNR {r['numerics']['psnr_db']:.1f} dB")
         r["qio"] = build_quantized_io(q, "logits", {"held-out": valid, "portrait": portrait},
                                       threads, f"{variant} {scheme}")
+    if batch_variants:
+        row["batch"] = B.build(model, variant, v.height, v.width, bool(weights), out_dir,
+                               calib, valid, SIMULATOR, log)
+    del model
     row["fp32_path"] = fp32
     if not skip_latency:
         measure_ffnet_latency(row, threads)
@@ -331,6 +341,11 @@ def render(report: dict) -> str:
                   f"was {min(loads):.1f}–{max(loads):.1f} on {cpu.get('cores')} cores, so "
                   "absolute milliseconds are pessimistic; FP32 and INT8 of a row were measured "
                   "back to back, so their ratio is the fairer number.")
+    if vnni == "has no VNNI":
+        L[-1] += (" W8A8 runs here on ONNX Runtime's int8 CPU kernels for AVX2 without VNNI, "
+                  "which its quantization guide says can saturate: the W8A8 latency and "
+                  "numerics below are worse than on a VNNI CPU (models/tests judges the "
+                  "quantization with its Q/DQ nodes run as float operations instead).")
     L.append("")
     untrained = any(not r["trained"] for r in report["ffnet"])
     if untrained:
@@ -441,6 +456,7 @@ def render(report: dict) -> str:
                          f"| {n8['iou']:.4f} | {f8['iou']:.4f} ({f8['mean_image_iou']:.4f}, "
                          f"{f8['min_image_iou']:.3f}) |")
     L.extend(render_qio(report))
+    L.extend(render_batch(report))
     L.append("")
     L.append("Build time per step (s): " + ", ".join(
         f"{r['variant']} {r['build_s']:.0f}" for r in report["ffnet"])
@@ -519,6 +535,31 @@ def render_qio(report: dict) -> list:
     return L
 
 
+def render_batch(report: dict) -> list:
+    """The batch-variants section of the table (models/ffnet/batch.py)."""
+    rows = [r for r in report["ffnet"] if r.get("batch")]
+    if not rows:
+        return []
+    L = ["", "Batch variants for shared, batched instances (`models/ffnet/batch.py`; "
+         "[docs/multicam.md](../docs/multicam.md)): `*_batch.onnx` (FP32) and `*_w8a8_batch.onnx` "
+         "with a symbolic batch dimension, `*_w8a8_batch4.onnx` with the batch fixed to 4 and "
+         "`*_w8a8_qio_batch4.onnx`, the same with quantized I/O. "
+         "Check: one run on a batch of 4 real held-out frames vs the batch-1 model on each "
+         "frame alone, largest |difference| relative to the largest |score| (FP32 vs "
+         "`*.onnx`; the W8A8 ones vs `*_w8a8.onnx`, which was quantized from the batch-1 "
+         "export with the same calibration frames). Placement: the batch-4 models with the QNN "
+         "EP on the HTP simulator:", "",
+         "| Variant | FP32 batch | W8A8 batch | W8A8 batch 4 | QNN HTP sim., W8A8 batch 4 "
+         "| QNN HTP sim., W8A8 quantized-I/O batch 4 |",
+         "|---|---|---|---|---|---|"]
+    for r in rows:
+        d = r["batch"]["slot_diff"]
+        L.append(f"| {r['title']} | {d['fp32_batch']:.2g} | {d['w8a8_batch']:.2g} "
+                 f"| {d['w8a8_batch4']:.2g} | {_placement_cell(r['batch'].get('placement_batch4'))} "
+                 f"| {_placement_cell(r['batch'].get('placement_qio_batch4'))} |")
+    return L
+
+
 def update_readme(text: str, path: str = README) -> bool:
     if not os.path.exists(path):
         return False
@@ -568,6 +609,8 @@ def main(argv=None):
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--no-selfie", action="store_true")
     ap.add_argument("--no-readme", action="store_true", help="do not touch models/README.md")
+    ap.add_argument("--no-batch", action="store_true",
+                    help="skip the batch variants (*_batch.onnx, *_w8a8_batch4.onnx)")
     ap.add_argument("--no-simulator", action="store_true",
                     help="skip the QNN HTP simulator (placement, selfie numerics on QNN)")
     ap.add_argument("--latency-only", action="store_true",
@@ -604,7 +647,7 @@ def main(argv=None):
     portrait = media.image_set("portrait")
     for variant in a.variants:
         report["ffnet"].append(build_ffnet(variant, a.out, a.threads, a.weights_dir, a.skip_latency,
-                                           portrait))
+                                           portrait, not a.no_batch))
         json.dump(report, open(os.path.join(a.out, "report.json"), "w"), indent=1)
     if not a.no_selfie:
         report["selfie"] = build_selfie(a.out, a.threads, a.skip_latency)

@@ -6,7 +6,9 @@
     output 'mask' : float32 1x19x(H/8)x(W/8) Cityscapes logits (no softmax).
 
 Static shapes; any H, W that are multiples of 8 (AI Hub: 1024x2048 for ffnet_40s/54s/78s,
-512x1024 for the LowRes variants; 224x224 works too).
+512x1024 for the LowRes variants; 224x224 works too). --dynamic-batch makes the batch
+dimension symbolic ("batch": N frames in, N score maps out), for ffnetinfer's shared
+instances (shared-instance=NAME batch-size=N).
 
     python models/ffnet/export.py --variant ffnet_40s --out out/models/ffnet_40s.onnx
     python models/ffnet/export.py --variant ffnet_78s_lowres --height 224 --width 224 \\
@@ -65,8 +67,8 @@ def untrained_model(variant: str, seed: int = 0, bn_frames: int = 4) -> F.FFNet:
     return model.eval()
 
 
-def capture(module: torch.nn.Module, x: torch.Tensor, opset: int):
-    """Graph capture to an in-memory ONNX model with static shapes.
+def capture(module: torch.nn.Module, x: torch.Tensor, opset: int, dynamic_batch: bool = False):
+    """Graph capture to an in-memory ONNX model with static shapes (or a symbolic batch).
 
     torch.export-based exporter (dynamo=True) first: it gives a clean static graph
     (Conv, Relu, Add, Resize, Concat, Slice, Sub, Div; BN folded into the convs). If that
@@ -84,17 +86,20 @@ def capture(module: torch.nn.Module, x: torch.Tensor, opset: int):
                 import logging
 
                 logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+                dynamic = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
                 torch.onnx.export(module, (x,), path, input_names=["image"],
                                   output_names=["mask"], opset_version=opset, dynamo=True,
-                                  verbose=False, external_data=True)
+                                  verbose=False, external_data=True, dynamic_shapes=dynamic)
             return onnx.load(path)  # pulls the external weights in
         except Exception as e:  # noqa: BLE001 - fall back to the TorchScript exporter
             print(f"note: dynamo exporter failed ({type(e).__name__}: {e}); "
                   "using the TorchScript exporter", file=sys.stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            axes = {"image": {0: "batch"}, "mask": {0: "batch"}} if dynamic_batch else None
             torch.onnx.export(module, (x,), path, input_names=["image"], output_names=["mask"],
-                              opset_version=opset, dynamo=False, do_constant_folding=True)
+                              opset_version=opset, dynamo=False, do_constant_folding=True,
+                              dynamic_axes=axes)
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -105,23 +110,26 @@ def capture(module: torch.nn.Module, x: torch.Tensor, opset: int):
 
 
 def export(model: F.FFNet, out: str, height: int, width: int, trained: bool,
-           opset: int = OPSET, check: bool = True) -> dict:
-    """Capture ``model`` (wrapped with the normalisation) to ``out``. Returns facts."""
+           opset: int = OPSET, check: bool = True, dynamic_batch: bool = False) -> dict:
+    """Capture ``model`` (wrapped with the normalisation) to ``out``; with ``dynamic_batch``
+    the batch dimension is symbolic (checked on a batch of 2). Returns facts."""
     import onnx
 
     if height % 8 or width % 8:
         raise SystemExit(f"--height/--width must be multiples of 8 (got {height}x{width})")
     wrapped = F.Normalized(model).eval()
-    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(1))
+    n = 2 if dynamic_batch else 1
+    x = torch.rand(n, 3, height, width, generator=torch.Generator().manual_seed(1))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    m = capture(wrapped, x, opset)
+    m = capture(wrapped, x, opset, dynamic_batch)
     v = model.variant
     status = "trained (official weights)" if trained else (
         "UNTRAINED: random weights, output meaningless; for speed work only")
+    b = "N" if dynamic_batch else "1"
     m.doc_string = (
         f"{v.title} ({v.official_name}), {status}. Input 'image' float32 NCHW "
-        f"1x3x{height}x{width} RGB [0,1], ImageNet normalisation inside. Output 'mask' "
-        f"float32 1x19x{height // 8}x{width // 8} Cityscapes logits. "
+        f"{b}x3x{height}x{width} RGB [0,1], ImageNet normalisation inside. Output 'mask' "
+        f"float32 {b}x19x{height // 8}x{width // 8} Cityscapes logits. "
         "Made by models/ffnet/export.py.")
     meta = {"variant": v.name, "trained": "yes" if trained else "no",
             "classes": ",".join(F.CITYSCAPES_CLASSES), "normalization": "imagenet-inside"}
@@ -139,8 +147,8 @@ def export(model: F.FFNet, out: str, height: int, width: int, trained: bool,
         got = sess.run(["mask"], {"image": x.numpy()})[0]
         with torch.no_grad():
             ref = wrapped(x).numpy()
-        if got.shape != (1, F.NUM_CLASSES, height // 8, width // 8):
-            raise RuntimeError(f"exported output shape {got.shape}, expected 1x19x{height//8}x{width//8}")
+        if got.shape != (n, F.NUM_CLASSES, height // 8, width // 8):
+            raise RuntimeError(f"exported output shape {got.shape}, expected {n}x19x{height//8}x{width//8}")
         err = float(np.abs(got - ref).max())
         scale = float(np.abs(ref).max()) or 1.0
         if err > 1e-3 * scale + 1e-4:
@@ -160,6 +168,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="seed of the random weights (untrained)")
     ap.add_argument("--opset", type=int, default=OPSET)
     ap.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    ap.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
     a = ap.parse_args(argv)
     v = F.VARIANTS[a.variant]
     h, w = a.height or v.height, a.width or v.width
@@ -172,7 +181,7 @@ def main(argv=None):
               file=sys.stderr, flush=True)
         model = untrained_model(a.variant, seed=a.seed)
     facts = export(model, a.out, h, w, trained=bool(a.weights), opset=a.opset,
-                   check=not a.no_check)
+                   check=not a.no_check, dynamic_batch=a.dynamic_batch)
     print(f"wrote {a.out}: {v.title} {h}x{w} -> mask 1x19x{h // 8}x{w // 8}, "
           f"{F.count_params(model) / 1e6:.2f} M parameters, {facts['bytes'] / 1e6:.1f} MB"
           + (f", ORT vs torch max |diff| {facts['max_abs_diff_vs_torch']:.2e}"

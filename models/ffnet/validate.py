@@ -87,16 +87,19 @@ class Runner:
 
 
 def run_pair(fp32: str, quant: str, images, threads: int = 0, provider: str = "cpu",
-             ref_provider: str = "cpu", options=None):
+             ref_provider: str = "cpu", options=None, optimize: bool = True):
     """Yield (reference output, quantized output) per image (both float scores; see Runner).
     ``provider`` runs ``quant``, ``ref_provider`` runs ``fp32`` (the reference: FP32, or the
-    float-I/O quantized model when judging a quantized-I/O one)."""
+    float-I/O quantized model when judging a quantized-I/O one). ``optimize`` False runs
+    ``quant`` without graph optimizations: its Q/DQ nodes as float operations, the
+    quantization's own numerics, the same on every CPU (the fused int8 kernels of the CPU EP
+    differ between CPUs: with AVX2 but no VNNI they lose precision)."""
     name, shape, layout = media.input_contract(fp32)
     name_q, shape_q, layout_q = media.input_contract(quant)
     if (name, list(shape), layout) != (name_q, list(shape_q), layout_q):
         raise ValueError(f"input contracts differ: {fp32} {name}{shape} vs {quant} {name_q}{shape_q}")
     a = Runner(fp32, threads, provider=ref_provider)
-    b = Runner(quant, threads, provider=provider, options=options)
+    b = Runner(quant, threads, optimize=optimize, provider=provider, options=options)
     for img in images:
         x = media.to_input(img, shape, layout)
         yield a.run(x), b.run(x)
@@ -154,8 +157,9 @@ def logits_metrics(pairs) -> dict:
 
 
 def validate(fp32: str, quant: str, kind: str, images, threads: int = 0, provider: str = "cpu",
-             options=None) -> dict:
-    pairs = run_pair(fp32, quant, images, threads, provider=provider, options=options)
+             options=None, optimize: bool = True) -> dict:
+    pairs = run_pair(fp32, quant, images, threads, provider=provider, options=options,
+                     optimize=optimize)
     return mask_metrics(pairs) if kind == "mask" else logits_metrics(pairs)
 
 

@@ -17,6 +17,10 @@ import validate as V  # noqa: E402
 from conftest import REPO  # noqa: E402
 
 SELFIE = os.path.join(REPO, "models", "selfie_segmentation.onnx")
+# The selfie thresholds judge the quantization itself: its Q/DQ nodes run as float operations
+# (no graph optimizations), the same on every CPU. With the CPU EP's fused int8 kernels the
+# numbers depend on the CPU (on AVX2 without VNNI they were 0.937 where 0.958 is reached).
+QDQ_AS_FLOAT = False
 
 
 def _types(path):
@@ -81,7 +85,7 @@ def test_selfie_quantized(tmp_path, media_or_skip, scheme, act, min_agreement):
     sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
     i = sess.get_inputs()[0]
     assert i.name == "image" and list(i.shape) == [1, 256, 256, 3]
-    r = V.validate(SELFIE, out, "mask", valid[:2])
+    r = V.validate(SELFIE, out, "mask", valid[:2], optimize=QDQ_AS_FLOAT)
     assert r["pixel_agreement"] >= min_agreement, r
 
 
@@ -137,7 +141,8 @@ def test_selfie_tuned_w8a8(tmp_path, media_or_skip):
     for node in m.graph.node:  # every conv weight comes from an int8 DequantizeLinear
         if node.op_type in ("Conv", "ConvTranspose"):
             assert node.input[1] not in inits, f"{node.name} has a float weight"
-    rt, rp = V.validate(SELFIE, tuned, "mask", valid[:2]), V.validate(SELFIE, plain, "mask", valid[:2])
+    rt = V.validate(SELFIE, tuned, "mask", valid[:2], optimize=QDQ_AS_FLOAT)
+    rp = V.validate(SELFIE, plain, "mask", valid[:2], optimize=QDQ_AS_FLOAT)
     assert rt["mean_abs_prob_diff"] < rp["mean_abs_prob_diff"], (rt, rp)
     assert rt["pixel_agreement"] >= 0.985 and rt["iou"] >= 0.85, rt  # measured 0.991 / 0.935 (plain: 0.958 / 0.698)
     with pytest.raises(ValueError):
@@ -193,7 +198,7 @@ def test_selfie_tuned_mixed(tmp_path, media_or_skip):
     assert not mixed_ops, f"ops with both uint8 and uint16 activations: {mixed_ops}"
     sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
     assert [o.name for o in sess.get_outputs()] == ["mask"]
-    r = V.validate(SELFIE, out, "mask", valid[:2])
+    r = V.validate(SELFIE, out, "mask", valid[:2], optimize=QDQ_AS_FLOAT)
     assert r["pixel_agreement"] >= 0.985, r
     with pytest.raises(ValueError):
         Q.quantize(SELFIE, out, "w8a8", calib[:2], recipe="tuned-mixed", a16=0)
