@@ -33,11 +33,6 @@ print(json.dumps({"max_rss_mb": usage.ru_maxrss / 1024.0}))
 PY
 cat "$out/rss.json"
 "$py" tests/bench/report.py "$out/rust.jsonl" "$out/peer_native.json" "$out/peer_1080p.json" "$out/rss.json" BENCHMARKS.md "$out/gpu.jsonl"
-# Many cameras: shared instances vs separate sessions (memory, throughput, live sources, QNN
-# simulator batch), the selfie model and, where make models made it, FFNet-78S-LowRes W8A8.
-echo "== Many cameras, one model (pipelines/bench-multicam.sh)"
-pipelines/bench-multicam.sh all --markdown "$out/multicam.md"
-cat "$out/multicam.md" >> BENCHMARKS.md
 # Upstream GStreamer's onnxinference as the peer, where the Debian 13 root of
 # make analytics-check exists (GStreamer 1.26; chroot needs root): appended to BENCHMARKS.md.
 T=${CARGO_TARGET_DIR:-$root/target}
@@ -52,3 +47,8 @@ if [ -x "$T/analytics/root/usr/bin/gst-inspect-1.0" ] && [ "$(id -u)" = 0 ]; the
 else
   echo "== onnxinference peer skipped: no Debian 13 root (sudo make analytics-check makes it)"
 fi
+# Many cameras: shared instances vs separate sessions (memory, throughput, live sources, QNN
+# simulator batch), the selfie model and, where make models made it, FFNet-78S-LowRes W8A8.
+echo "== Many cameras, one model (pipelines/bench-multicam.sh)"
+pipelines/bench-multicam.sh all --markdown "$out/multicam.md"
+cat "$out/multicam.md" >> BENCHMARKS.md

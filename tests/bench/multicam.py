@@ -27,6 +27,7 @@ SRC = "videotestsrc num-buffers={frames} ! video/x-raw,format=NV12,width=640,hei
 LIVE_SRC = "videotestsrc is-live=true ! video/x-raw,format=NV12,width=1920,height=1080,framerate=30/1"
 LIVE_SINK = ("fpsdisplaysink name=fps{i} video-sink=fakesink sync=true text-overlay=false "
              "fps-update-interval=1000")
+LIVE_MOST = 16  # live sources tried at most
 FPS_LINE = (r"GstFPSDisplaySink:fps(\d+): last-message = rendered: (\d+), dropped: (\d+), "
             r"current: ([\d.]+), average: ([\d.]+)")
 
@@ -136,7 +137,7 @@ def live_round(n, selfie, seconds):
     return [streams.get(i) for i in range(n)]
 
 
-def live(selfie, seconds=12, most=16):
+def live(selfie, seconds=12, most=LIVE_MOST):
     print(f"\n== live 1080p30 NV12 sources, selfie, shared, async, {seconds} s each; per stream: "
           "average rate, min/max of the 1 s rates after the first 2 s, drops")
     best, best_rounds = 0, None
@@ -195,11 +196,14 @@ def markdown(rss_rows, fps_rows, live_result, qnn_lines):
               "|---|---|---|---|---|"]
         for label, b1, b4, sep in fps_rows:
             L.append(f"| {label} | {b1:.2f} | {b4:.2f} | {sep:.2f} | {b4 / b1:.2f}x |")
-        L += ["", "On this 2-core CPU one inference already keeps both cores busy (2 intra-op "
-              "threads), so a batch of 4 does the same arithmetic in one call instead of four: it "
-              "saves per-call overhead, not compute, and the ratio stays near 1. Separate "
-              "sessions oversubscribe the cores (4 sessions x 2 threads). Batching pays where "
-              "the accelerator has room a single frame does not fill (an NPU or a GPU)."]
+        L += ["", "What the ratios mean: a shared instance runs every stream's inference on one "
+              "worker, one after another, while separate sessions overlap the streams' "
+              "inferences with each other and with the other streams' pre- and "
+              "post-processing (and oversubscribe the cores: 4 sessions x 2 threads). Batching "
+              "saves the per-call overhead of N calls; that matters for a small model, little "
+              "for one whose arithmetic fills the cores for a whole call. Where an accelerator "
+              "has room a single frame does not fill (an NPU, a GPU), a batch also fills it; "
+              "that is not measured here."]
     if qnn_lines:
         L += ["", "QNN HTP simulator (x86-64, onnxruntime-qnn), selfie model, batch 4 vs 4 x "
               "batch 1 (`pipelines/bench-qnn-batch.py`; the simulator's speed says nothing about "
@@ -208,8 +212,9 @@ def markdown(rss_rows, fps_rows, live_result, qnn_lines):
         best, rounds = live_result
         L += ["", f"Live: **{best}** live 1080p30 NV12 sources (`videotestsrc is-live=true`, "
               "`fpsdisplaysink` over `fakesink sync=true`) held by one process at >= 29.5 fps "
-              "each with 0 drops (selfie, shared, `mode=async`, 12 s per count; the count above "
-              "did not hold)."]
+              "each with 0 drops (selfie, shared, `mode=async`, 12 s per count; "
+              + ("the script's limit: more were not tried)." if best == LIVE_MOST
+                 else "the next count did not hold).")]
         if rounds:
             avgs = [s["average"] for s in rounds]
             L.append(f"At {best}: per-stream average {min(avgs):.2f}–{max(avgs):.2f} fps, 1 s "
