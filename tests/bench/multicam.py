@@ -168,7 +168,7 @@ def qnn():
     python = os.path.join(ROOT, ".venv", "bin", "python")
     print("\n== QNN HTP simulator: batch 4 vs 4 x batch 1", flush=True)
     p = subprocess.run([python, script], capture_output=True, text=True)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(("max |", "run "))]
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(("max |", "run ", "FFNet"))]
     print("\n".join(lines) or f"not measured: {p.stderr.strip()[-300:]}")
     return lines
 
@@ -205,9 +205,12 @@ def markdown(rss_rows, fps_rows, live_result, qnn_lines):
               "has room a single frame does not fill (an NPU, a GPU), a batch also fills it; "
               "that is not measured here."]
     if qnn_lines:
-        L += ["", "QNN HTP simulator (x86-64, onnxruntime-qnn), selfie model, batch 4 vs 4 x "
-              "batch 1 (`pipelines/bench-qnn-batch.py`; the simulator's speed says nothing about "
-              "a real Hexagon NPU's):", "", "```", *qnn_lines, "```"]
+        L += ["", "QNN HTP simulator (x86-64, onnxruntime-qnn), batch 4 vs 4 x batch 1: the "
+              "selfie model (its dynamic-batch export fixed at 4), and FFNet-78S-LowRes W8A8 "
+              "with quantized I/O (its batch-4 export) where `make models` made it "
+              "(`pipelines/bench-qnn-batch.py`; the simulator emulates the HTP's arithmetic on "
+              "the CPU, so its speed says nothing about a real Hexagon NPU's):", "", "```",
+              *qnn_lines, "```"]
     if live_result:
         best, rounds = live_result
         L += ["", f"Live: **{best}** live 1080p30 NV12 sources (`videotestsrc is-live=true`, "
