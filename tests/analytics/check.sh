@@ -29,6 +29,8 @@ in_root "$plugin_env gst-inspect-1.0 ffnetseg | grep -E '^  (Version|Filename)';
 echo "== the standard metadata read back with Python GI (GstAnalytics), $frames frames each"
 in_root "$plugin_env python3 tests/analytics/read_analytics.py $T/analytics/media/vtest.avi models/test_ffnet_tiny.onnx --names cityscapes --output-id mask --frames $frames"
 in_root "$plugin_env python3 tests/analytics/read_analytics.py $T/analytics/media/vtest.avi models/selfie_segmentation.onnx --names selfie --output-id mask --frames $frames"
+# 638 wide: GRAY8 rows padded to 640 bytes (the mtd mask has none).
+in_root "$plugin_env python3 tests/analytics/read_analytics.py $T/analytics/media/vtest.avi models/selfie_segmentation.onnx --names selfie --output-id mask --frames $frames --size 638x359"
 echo "== the C reading example (docs/analytics.md) on 4 frames"
 in_root "cc -o $T/analytics/read_analytics_c tests/analytics/read_analytics.c \$(pkg-config --cflags --libs gstreamer-analytics-1.0 gstreamer-video-1.0) &&
   $plugin_env $T/analytics/read_analytics_c 'filesrc location=$T/analytics/media/vtest.avi ! decodebin ! videoconvert ! identity eos-after=5 ! segpreproc ! ffnetinfer model=models/test_ffnet_tiny.onnx ! segpostproc ! fakesink name=sink' 2>&1 | grep -v -e 'Schema error' -e '^\$' | tail -3"

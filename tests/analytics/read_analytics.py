@@ -99,10 +99,13 @@ def segmentation_from(buf):
     return None
 
 
-def run(media, model, mode, frames):
-    """Per frame: (pts, output picture bytes, size, segmentation, tensors, custom scores)."""
+def run(media, model, mode, frames, size=None):
+    """Per frame: (pts, output picture bytes, size, segmentation, tensors, custom scores).
+    ``size`` (w, h) scales the frames first (a width that is not a multiple of 4 gives GRAY8
+    rows with padding)."""
+    scale = f"videoscale ! video/x-raw,width={size[0]},height={size[1]} ! " if size else ""
     pipeline = Gst.parse_launch(
-        f"filesrc location={media} ! decodebin ! videoconvert ! segpreproc ! "
+        f"filesrc location={media} ! decodebin ! videoconvert ! {scale}segpreproc ! "
         f"ffnetinfer model={model} ! segpostproc name=post mode={mode} smoothing=1 ! "
         f"appsink name=sink sync=false max-buffers={frames + 5}")
     seen_in = {}
@@ -166,18 +169,20 @@ def main():
     ap.add_argument("media")
     ap.add_argument("model")
     ap.add_argument("--frames", type=int, default=10)
+    ap.add_argument("--size", help="scale the frames to WxH first (e.g. 638x359: padded GRAY8 rows)")
     ap.add_argument("--names", choices=["cityscapes", "selfie"], required=True)
     ap.add_argument("--output-id", required=True, help="the model's ONNX output name")
     a = ap.parse_args()
+    size = tuple(int(v) for v in a.size.split("x")) if a.size else None
     Gst.init(None)
     names = CITYSCAPES if a.names == "cityscapes" else SELFIE
-    labels_run = run(a.media, a.model, "labels", a.frames)
+    labels_run = run(a.media, a.model, "labels", a.frames, size)
     if len(labels_run) < a.frames:
         sys.exit(f"FAIL: {len(labels_run)} of {a.frames} frames")
     checked = check_labels_run(labels_run, names)
     ids = {t[4][0][0] for t in labels_run}
     assert ids == {a.output_id}, f"tensor ids {ids}, expected {a.output_id!r}"
-    overlay_run = run(a.media, a.model, "overlay", a.frames)
+    overlay_run = run(a.media, a.model, "overlay", a.frames, size)
     by_pts = {pts: seg for pts, _, _, seg, _, _ in overlay_run}
     same = 0
     for pts, labels, _, _, _, _ in labels_run:

@@ -204,9 +204,9 @@ struct State {
 pub struct SegPostproc {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    /// The output frame's size (set_info), for the segmentation mtd's mask.
+    /// The output frames' layout (set_info), for the segmentation mtd's mask.
     #[cfg(feature = "analytics")]
-    frame_size: Mutex<Option<(usize, usize)>>,
+    out_info: Mutex<Option<gst_video::VideoInfo>>,
     /// Where drawing runs (`active-compute`), as last announced.
     compute: Announced,
 }
@@ -702,8 +702,7 @@ impl VideoFilterImpl for SegPostproc {
             .set_in_place(in_info.format() == out_info.format());
         #[cfg(feature = "analytics")]
         {
-            *self.frame_size.lock().unwrap() =
-                Some((out_info.width() as usize, out_info.height() as usize));
+            *self.out_info.lock().unwrap() = Some(out_info.clone());
         }
         self.parent_set_info(incaps, in_info, outcaps, out_info)
     }
@@ -836,26 +835,58 @@ impl SegPostproc {
         Ok(true)
     }
 
-    /// The label mask of the current result (what mode=labels outputs) as a semantic
-    /// GstAnalyticsSegmentationMtd on `outbuf`, with the class names related to it.
-    fn attach_segmentation(&self, outbuf: &mut gst::BufferRef) -> Result<(), gst::FlowError> {
+    /// The frame's label mask (w×h, no padding) and the model's class count; None before
+    /// the first result. In mode=labels the output frame is that mask already: it is copied
+    /// rather than drawn a second time.
+    fn label_mask(
+        &self,
+        outbuf: &gst::BufferRef,
+        info: &gst_video::VideoInfo,
+    ) -> Result<Option<(Vec<u8>, usize)>, gst::FlowError> {
         use ffnetseg::frame::{FrameViewMut, PixelFormat};
-        let Some((w, h)) = *self.frame_size.lock().unwrap() else {
-            return Ok(());
+        let (w, h) = (info.width() as usize, info.height() as usize);
+        let is_labels_frame = self.settings.lock().unwrap().mode == Mode::Labels
+            && info.format() == gst_video::VideoFormat::Gray8;
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut().filter(|s| s.post.has_state()) else {
+            return Ok(None);
         };
         let mut labels = vec![0u8; w * h];
-        let classes = {
-            let mut guard = self.state.lock().unwrap();
-            let Some(state) = guard.as_mut().filter(|s| s.post.has_state()) else {
-                return Ok(());
+        if is_labels_frame {
+            let unreadable = || {
+                flow_error(
+                    self,
+                    gst::error_msg!(gst::CoreError::Failed, ("cannot read the label frame")),
+                )
             };
+            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(outbuf, info)
+                .map_err(|_| unreadable())?;
+            let data = frame.plane_data(0).map_err(|_| unreadable())?;
+            let stride = frame.plane_stride()[0] as usize;
+            for (row, out) in labels.chunks_exact_mut(w).enumerate() {
+                let start = row * stride;
+                out.copy_from_slice(data.get(start..start + w).ok_or_else(unreadable)?);
+            }
+        } else {
             let mut view = FrameViewMut::packed(PixelFormat::Gray8, w, h, &mut labels)
                 .map_err(|e| flow_error(self, engine_error("", &e)))?;
             state
                 .post
                 .render_gray(GrayKind::Labels, &mut view)
                 .map_err(|e| flow_error(self, engine_error("label mask", &e)))?;
-            state.classes
+        }
+        Ok(Some((labels, state.classes)))
+    }
+
+    /// The label mask of the current result (what mode=labels outputs) as a semantic
+    /// GstAnalyticsSegmentationMtd on `outbuf`, with the class names related to it.
+    fn attach_segmentation(&self, outbuf: &mut gst::BufferRef) -> Result<(), gst::FlowError> {
+        let Some(info) = self.out_info.lock().unwrap().clone() else {
+            return Ok(());
+        };
+        let (w, h) = (info.width() as usize, info.height() as usize);
+        let Some((labels, classes)) = self.label_mask(outbuf, &info)? else {
+            return Ok(());
         };
         let mut counts = [0usize; MAX_GRAY8_LABEL + 1];
         for &l in &labels {
