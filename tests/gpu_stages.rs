@@ -592,6 +592,21 @@ fn both_routes(
     (outs.pop().unwrap(), gpu, gpu_state)
 }
 
+/// [`both_routes`] for a GRAY8 output of `kind` on a blank 321×241 frame.
+fn gray_routes(
+    config: &PostprocessConfig,
+    spec: OutputSpec,
+    region: Option<(Region, usize, usize)>,
+    frames: &[Vec<f32>],
+    kind: GrayKind,
+) -> (Vec<u8>, Vec<u8>, (Active, Option<String>)) {
+    let gray = vec![0u8; 321 * 241];
+    both_routes(config, spec, region, frames, &gray, |p, data| {
+        let mut f = FrameViewMut::packed(PixelFormat::Gray8, 321, 241, data).unwrap();
+        p.render_gray(kind, &mut f).unwrap();
+    })
+}
+
 fn worst_byte(a: &[u8], b: &[u8]) -> i32 {
     a.iter()
         .zip(b)
@@ -658,12 +673,7 @@ fn gpu_overlay_mask_and_alpha_equal_the_cpu_route_in_every_format() {
                 }
             }
         }
-        let gray = vec![0u8; 321 * 241];
-        let (cpu, gpu, (active, _)) =
-            both_routes(&config, spec, region, &frames, &gray, |p, data| {
-                let mut f = FrameViewMut::packed(PixelFormat::Gray8, 321, 241, data).unwrap();
-                p.render_gray(GrayKind::Mask, &mut f).unwrap();
-            });
+        let (cpu, gpu, (active, _)) = gray_routes(&config, spec, region, &frames, GrayKind::Mask);
         assert!(active.is_gpu());
         let on = cpu.iter().filter(|v| **v == 255).count();
         assert!(
@@ -681,10 +691,7 @@ fn gpu_overlay_mask_and_alpha_equal_the_cpu_route_in_every_format() {
                 ..config.clone()
             };
             let (cpu, gpu, (active, _)) =
-                both_routes(&blurred, spec, region, &frames, &gray, |p, data| {
-                    let mut f = FrameViewMut::packed(PixelFormat::Gray8, 321, 241, data).unwrap();
-                    p.render_gray(GrayKind::Mask, &mut f).unwrap();
-                });
+                gray_routes(&blurred, spec, region, &frames, GrayKind::Mask);
             assert!(active.is_gpu());
             assert!(cpu.iter().any(|v| *v > 0 && *v < 255), "soft edges");
             let worst = worst_byte(&cpu, &gpu);
@@ -693,11 +700,7 @@ fn gpu_overlay_mask_and_alpha_equal_the_cpu_route_in_every_format() {
                 "mask blur={blur} {classes} classes s={smoothing}: off by {worst}"
             );
         }
-        let (cpu, gpu, (active, _)) =
-            both_routes(&config, spec, region, &frames, &gray, |p, data| {
-                let mut f = FrameViewMut::packed(PixelFormat::Gray8, 321, 241, data).unwrap();
-                p.render_gray(GrayKind::Soft, &mut f).unwrap();
-            });
+        let (cpu, gpu, (active, _)) = gray_routes(&config, spec, region, &frames, GrayKind::Soft);
         assert!(active.is_gpu());
         assert!(cpu.iter().any(|v| *v > 0 && *v < 255), "a soft matte");
         let worst = worst_byte(&cpu, &gpu);
@@ -788,12 +791,7 @@ fn gpu_classes_and_labels_equal_the_cpu_route_and_background_modes_fall_back() {
             let worst = worst_byte(&cpu, &gpu);
             assert!(worst <= 1, "classes {classes} {format:?}: off by {worst}");
         }
-        let gray = vec![0u8; 321 * 241];
-        let (cpu, gpu, (active, _)) =
-            both_routes(&config, spec, region, &frames, &gray, |p, data| {
-                let mut f = FrameViewMut::packed(PixelFormat::Gray8, 321, 241, data).unwrap();
-                p.render_gray(GrayKind::Labels, &mut f).unwrap();
-            });
+        let (cpu, gpu, (active, _)) = gray_routes(&config, spec, region, &frames, GrayKind::Labels);
         assert!(active.is_gpu());
         let person = if classes == 1 { 1 } else { 11 };
         assert!(cpu.contains(&person), "labels {classes}");

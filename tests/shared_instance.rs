@@ -130,6 +130,22 @@ fn reference(level: u8, model: &str) -> Vec<f32> {
     rec.values
 }
 
+/// The reference scores of each gray level, from a non-shared ffnetinfer with `model`.
+fn references(levels: &[u8], model: &str) -> Vec<Vec<f32>> {
+    levels.iter().map(|l| reference(*l, model)).collect()
+}
+
+/// One non-live stream of `frames` frames per gray level, played together to EOS.
+fn play_to_eos(levels: &[u8], frames: u32, props: &str) -> Vec<Stream> {
+    let streams: Vec<_> = levels
+        .iter()
+        .map(|l| stream(*l, false, frames, props))
+        .collect();
+    streams.iter().for_each(Stream::play);
+    streams.iter().for_each(Stream::wait_eos);
+    streams
+}
+
 /// Asserts that every frame of stream `i` that carries scores carries its own level's.
 fn assert_own_scores(i: usize, recs: &[Option<Rec>], want: &[f32], instance: &str) {
     for (n, rec) in recs
@@ -178,15 +194,10 @@ fn scored(recs: &[Option<Rec>]) -> Vec<&Rec> {
 #[test]
 fn four_sync_streams_in_one_batched_instance_each_get_their_own_scores() {
     let model = data_model("brightness_batch.onnx");
-    let refs: Vec<_> = LEVELS[..4].iter().map(|l| reference(*l, &model)).collect();
+    let refs = references(&LEVELS[..4], &model);
     let props =
         format!("model={model} shared-instance=sync4 batch-size=4 batch-timeout=200 mode=sync");
-    let streams: Vec<_> = LEVELS[..4]
-        .iter()
-        .map(|l| stream(*l, false, 30, &props))
-        .collect();
-    streams.iter().for_each(Stream::play);
-    streams.iter().for_each(Stream::wait_eos);
+    let streams = play_to_eos(&LEVELS[..4], 30, &props);
     let mut batched = 0;
     for (i, s) in streams.iter().enumerate() {
         let recs = s.recs();
@@ -208,7 +219,7 @@ fn four_sync_streams_in_one_batched_instance_each_get_their_own_scores() {
 /// carries scores carries its own.
 fn members_join_and_leave_while_playing(mode: &str, name: &str) {
     let model = data_model("brightness_batch.onnx");
-    let refs: Vec<_> = LEVELS[..4].iter().map(|l| reference(*l, &model)).collect();
+    let refs = references(&LEVELS[..4], &model);
     // A long timeout: were a member that left still waited for, it would show.
     let props =
         format!("model={model} shared-instance={name} batch-size=4 batch-timeout=1000 mode={mode}");
@@ -267,15 +278,10 @@ fn sync_members_join_and_leave_while_playing() {
 #[test]
 fn a_batch_one_model_runs_the_gathered_frames_one_after_another() {
     let model = data_model("brightness.onnx");
-    let refs: Vec<_> = LEVELS[..3].iter().map(|l| reference(*l, &model)).collect();
+    let refs = references(&LEVELS[..3], &model);
     let props =
         format!("model={model} shared-instance=fixed3 batch-size=3 batch-timeout=100 mode=sync");
-    let streams: Vec<_> = LEVELS[..3]
-        .iter()
-        .map(|l| stream(*l, false, 10, &props))
-        .collect();
-    streams.iter().for_each(Stream::play);
-    streams.iter().for_each(Stream::wait_eos);
+    let streams = play_to_eos(&LEVELS[..3], 10, &props);
     for (i, s) in streams.iter().enumerate() {
         let recs = s.recs();
         assert!(recs.iter().all(Option::is_some), "stream {i}");
@@ -291,15 +297,10 @@ fn a_fixed_batch_4_model_runs_six_streams_in_groups_of_four_padded_and_each_gets
     // which run as a group of 4 and a group of 2 padded to 4.
     let single = data_model("brightness.onnx");
     let model = data_model("brightness_batch4.onnx");
-    let refs: Vec<_> = LEVELS.iter().map(|l| reference(*l, &single)).collect();
+    let refs = references(&LEVELS, &single);
     let props =
         format!("model={model} shared-instance=fixed4 batch-size=6 batch-timeout=200 mode=sync");
-    let streams: Vec<_> = LEVELS
-        .iter()
-        .map(|l| stream(*l, false, 20, &props))
-        .collect();
-    streams.iter().for_each(Stream::play);
-    streams.iter().for_each(Stream::wait_eos);
+    let streams = play_to_eos(&LEVELS, 20, &props);
     let mut runs_of = BTreeMap::<u32, usize>::new();
     for (i, s) in streams.iter().enumerate() {
         let recs = s.recs();

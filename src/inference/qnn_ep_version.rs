@@ -174,22 +174,24 @@ mod tests {
         check(&read(&lib).unwrap(), &lib, "1.24.2").unwrap();
     }
 
+    /// The refusal of EP `ep` (needing ONNX Runtime `needs`) next to ONNX Runtime `ort`.
+    fn refusal(ep: &str, needs: &str, ort: &str) -> String {
+        let lib = fake_wheel(ep, needs);
+        check(&read(&lib).unwrap(), &lib, ort)
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn another_major_is_refused_naming_found_and_needed() {
-        let lib = fake_wheel("3.0.1", "1.24.2");
-        let e = check(&read(&lib).unwrap(), &lib, "1.32.0")
-            .unwrap_err()
-            .to_string();
+        let e = refusal("3.0.1", "1.24.2", "1.32.0");
         assert!(e.contains("onnxruntime-qnn 3.0.1"), "{e}");
         assert!(e.contains("needs onnxruntime-qnn 2.x"), "{e}");
     }
 
     #[test]
     fn an_onnxruntime_older_than_the_ep_needs_is_refused() {
-        let lib = fake_wheel("2.7.0", "1.24.2");
-        let e = check(&read(&lib).unwrap(), &lib, "1.23.2")
-            .unwrap_err()
-            .to_string();
+        let e = refusal("2.7.0", "1.24.2", "1.23.2");
         assert!(e.contains("needs ONNX Runtime ≥ 1.24.2"), "{e}");
         assert!(e.contains("1.23.2"), "{e}");
     }

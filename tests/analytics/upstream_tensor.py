@@ -28,6 +28,8 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstVideo", "1.0")
 from gi.repository import Gst, GstVideo  # noqa: E402
 
+from read_analytics import plane  # noqa: E402  (this script's folder)
+
 TENSOR_ID = "ffnetseg-selfie-mask"
 SIZE = 256
 
@@ -63,11 +65,7 @@ def masks(description, frames):
             break
         buf = sample.get_buffer()
         info = GstVideo.VideoInfo.new_from_caps(sample.get_caps())
-        ok, m = buf.map(Gst.MapFlags.READ)
-        data = bytes(m.data)
-        buf.unmap(m)
-        stride = info.stride[0]
-        out.append(b"".join(data[y * stride:y * stride + info.width] for y in range(info.height)))
+        out.append(plane(buf, info.width, info.height, info.stride[0]))
     bus = pipeline.get_bus()
     while True:
         msg = bus.pop_filtered(Gst.MessageType.ERROR | Gst.MessageType.WARNING)
