@@ -622,8 +622,8 @@ fn a_batched_run_of_the_dynamic_batch_selfie_model_equals_batch_one_runs_per_slo
     ];
     let bytes: Vec<&[u8]> = frames.iter().map(|f| bytemuck_bytes(f)).collect();
     let mut slots: BTreeMap<usize, Vec<f32>> = BTreeMap::new();
-    many.run_batch(&bytes, &spec, |slot, _, data| {
-        slots.insert(slot, data.to_vec());
+    many.run_batch(&bytes, &spec, |at, _, data| {
+        slots.insert(at.frame, data.to_vec());
     })
     .unwrap();
     assert_eq!(slots.len(), 4);

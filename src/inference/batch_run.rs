@@ -16,6 +16,17 @@ use super::{InferenceSession, actual_output, check_input, input_value, scores_of
 use crate::error::{Error, Result};
 use crate::tensor::{OutputSpec, TensorSpec};
 
+/// Where one frame of a [`InferenceSession::run_batch`] ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSlot {
+    /// Its index in the inputs given.
+    pub frame: usize,
+    /// Its slot in the inference that ran it.
+    pub slot: usize,
+    /// The frames (padding not counted) that inference ran.
+    pub frames: usize,
+}
+
 /// What a batched run keeps between runs.
 pub(super) struct BatchRun {
     /// The N frames side by side; u64 words so that any element type is aligned.
@@ -68,13 +79,13 @@ impl InferenceSession {
     }
 
     /// Runs the model on all `inputs` (each one frame's tensor laid out as `spec`): once,
-    /// or in groups of a fixed batch, and hands each frame's scores to `consume` with its
-    /// slot (its index in `inputs`).
+    /// or in groups of a fixed batch, and hands each frame's scores to `consume` with where
+    /// it ran.
     pub fn run_batch(
         &mut self,
         inputs: &[&[u8]],
         spec: &TensorSpec,
-        mut consume: impl FnMut(usize, OutputSpec, &[f32]),
+        mut consume: impl FnMut(BatchSlot, OutputSpec, &[f32]),
     ) -> Result<()> {
         let Some(fixed) = self.batch.as_ref().map(|b| b.fixed) else {
             return Err(Error::Input(
@@ -88,7 +99,12 @@ impl InferenceSession {
         for (g, frames) in inputs.chunks(group).enumerate() {
             let padded_to = fixed.unwrap_or(frames.len());
             self.run_group(frames, padded_to, spec, |slot, actual, scores| {
-                consume(g * group + slot, actual, scores)
+                let at = BatchSlot {
+                    frame: g * group + slot,
+                    slot,
+                    frames: frames.len(),
+                };
+                consume(at, actual, scores)
             })?;
         }
         Ok(())

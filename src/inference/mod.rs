@@ -38,6 +38,7 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{RunOptions, Session, SessionOutputs};
 use ort::value::{DynValue, DynValueRef, TensorRef};
 
+pub use batch_run::BatchSlot;
 pub use config::{SessionConfig, parse_provider_options};
 pub use contract::{ModelBatch, ModelContract};
 pub use placement::{NodeFacts, PlacedNode, Placement, parse_placements};

@@ -129,7 +129,7 @@ fn run(core: &Core, engine: &mut Engine, frames: Vec<Taken>) {
         frames.into_iter().partition(|t| fits(&t.job.spec, &want));
     for t in stale {
         // Made for the previous model: the frame passes without a new result.
-        deliver(core, t, None, 0, 0);
+        deliver(core, t, None);
     }
     let n = frames.len();
     let same_spec = frames.windows(2).all(|w| w[0].job.spec == w[1].job.spec);
@@ -139,11 +139,8 @@ fn run(core: &Core, engine: &mut Engine, frames: Vec<Taken>) {
         let jobs: Vec<&Job> = frames.iter().map(|t| &t.job).collect();
         match engine.infer_batch(&jobs) {
             Ok((scores, _)) => {
-                // A fixed batch runs the frames in groups of its size.
-                let group = engine.fixed_batch().unwrap_or(n);
-                for (i, (t, s)) in frames.into_iter().zip(scores).enumerate() {
-                    let in_group = group.min(n - i / group * group);
-                    deliver(core, t, Some(Ok(s)), i % group, in_group);
+                for (t, s) in frames.into_iter().zip(scores) {
+                    deliver(core, t, Some(Ok(s)));
                 }
                 return;
             }
@@ -157,19 +154,13 @@ fn run(core: &Core, engine: &mut Engine, frames: Vec<Taken>) {
     }
     for t in frames {
         let result = engine.infer(&t.job, 0).map(|(scores, _)| scores);
-        deliver(core, t, Some(result), 0, 1);
+        deliver(core, t, Some(result));
     }
 }
 
 /// Hands a frame's result to its member: as its newest result, and as the answer a sync
 /// member waits for. None: no result for this frame. A failure stops that member only.
-fn deliver(
-    core: &Core,
-    t: Taken,
-    result: Option<Result<Scores, String>>,
-    slot: usize,
-    batch: usize,
-) {
+fn deliver(core: &Core, t: Taken, result: Option<Result<Scores, String>>) {
     let (lock, cvar) = &*t.shared;
     let mut s = lock.lock().unwrap();
     let mut failure = None;
@@ -179,8 +170,6 @@ fn deliver(
             s.sequence += 1;
             scores.sequence = s.sequence;
             scores.instance = Some(core.name.clone());
-            scores.batch_slot = slot as u32;
-            scores.batch_size = batch as u32;
             if t.job.epoch == s.epoch {
                 s.latest = Some(scores.clone());
             }

@@ -138,8 +138,9 @@ impl Engine {
         self.session.fixed_batch()
     }
 
-    /// Runs the jobs (all of the same tensor spec) as one batched inference; returns each
-    /// job's scores in the jobs' order (batch slot = index) and the time it took (ns).
+    /// Runs the jobs (all of the same tensor spec) batched; returns each job's scores in
+    /// the jobs' order, each saying its slot in, and the frames of, the inference that ran
+    /// it, and the time it all took (ns).
     pub fn infer_batch(&mut self, jobs: &[&Job]) -> Result<(Vec<Scores>, u64), String> {
         let started = Instant::now();
         let spec = jobs.first().ok_or("an empty batch")?.spec;
@@ -152,17 +153,19 @@ impl Engine {
         let pool = &self.pool;
         let mut made: Vec<Option<Result<_, String>>> = (0..jobs.len()).map(|_| None).collect();
         self.session
-            .run_batch(&inputs, &spec, |slot, actual, data| {
-                if let Some(m) = made.get_mut(slot) {
-                    *m = Some(score_buffer(pool, data).map(|b| (b, actual)));
+            .run_batch(&inputs, &spec, |at, actual, data| {
+                if let Some(m) = made.get_mut(at.frame) {
+                    *m = Some(score_buffer(pool, data).map(|b| (b, actual, at)));
                 }
             })
             .map_err(|e| e.to_string())?;
         let elapsed = started.elapsed().as_nanos() as u64;
         let mut scores = Vec::with_capacity(jobs.len());
         for (job, result) in jobs.iter().zip(made) {
-            let (buffer, actual) = result.ok_or("the model gave no scores for a slot")??;
-            scores.push(self.scores_of(job, buffer, actual, 0, elapsed));
+            let (buffer, actual, at) = result.ok_or("the model gave no scores for a slot")??;
+            let mut s = self.scores_of(job, buffer, actual, 0, elapsed);
+            (s.batch_slot, s.batch_size) = (at.slot as u32, at.frames as u32);
+            scores.push(s);
         }
         Ok((scores, elapsed))
     }
