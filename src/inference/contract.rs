@@ -6,7 +6,7 @@ use std::path::Path;
 use ort::session::Session;
 use ort::value::{Outlet, TensorElementType, ValueType};
 
-use super::onnx_proto::{self, ModelSummary};
+use super::onnx_proto::ModelFile;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Layout, OutputSpec, Quantization, TensorSpec, guess_layout};
 
@@ -61,17 +61,11 @@ const MAX_ASPECT_DISTORTION: f64 = 4.0;
 pub(super) fn read_contract(
     session: &Session,
     path: &Path,
+    file: &ModelFile,
 ) -> Result<(ModelContract, Option<String>)> {
-    // The Q/DQ scales of quantized models are only in the file itself; read at most once.
-    let mut summary: Option<Option<ModelSummary>> = None;
-    let mut summary = || {
-        summary
-            .get_or_insert_with(|| {
-                std::fs::read(path)
-                    .ok()
-                    .and_then(|b| onnx_proto::summarize(&b))
-            })
-            .as_ref()
+    // The Q/DQ scales of quantized models are only in the file itself.
+    let summary = || {
+        file.summary()
             .map(|s| (s.input_quantization.clone(), s.output_quantization.clone()))
     };
     let (input_name, mut input, batch) = image_input(session, path)?;

@@ -108,8 +108,9 @@ impl InferenceSession {
             notes: &mut notes,
         };
         let (mut builder, active) = provider::register_provider(builder, config, rt, report)?;
+        let file = onnx_proto::ModelFile::new(&path);
         if source.load_from == path {
-            builder = fix_symbolic_batch(builder, config, active, &path, &mut notes)?;
+            builder = fix_symbolic_batch(builder, config, active, &file, &mut notes)?;
         }
         if active == Provider::Cpu {
             if source.cache_to_write.take().is_some() {
@@ -136,11 +137,11 @@ impl InferenceSession {
             // The session itself is fine; only later starts will not be faster.
             warnings.push(format!("context-cache: {e}"));
         }
-        let (contract, odd_output) = contract::read_contract(&session, &path)?;
+        let (contract, odd_output) = contract::read_contract(&session, &path, &file)?;
         warnings.extend(odd_output);
         warnings.extend(padding_warning(&contract, config));
         let (placements, rejections) = (log.placements(), log.rejections());
-        if let Some(msg) = nodes_left_on_cpu(&placements, &rejections, active, &path, &log) {
+        if let Some(msg) = nodes_left_on_cpu(&placements, &rejections, active, &file, &path, &log) {
             if config.disable_cpu_fallback {
                 return Err(Error::Runtime(format!(
                     "{msg}; disable-cpu-fallback is set (quantize the model, or replace those operators)"
@@ -320,16 +321,16 @@ fn fix_symbolic_batch(
     builder: SessionBuilder,
     config: &SessionConfig,
     active: Provider,
-    path: &Path,
+    file: &onnx_proto::ModelFile,
     notes: &mut Vec<String>,
 ) -> Result<SessionBuilder> {
     if !active.needs_static_shapes() {
         return Ok(builder);
     }
-    let summary = std::fs::read(path)
-        .ok()
-        .and_then(|b| onnx_proto::summarize(&b));
-    let Some(symbol) = summary.and_then(|s| s.input_batch_symbols.into_values().next()) else {
+    let symbol = file
+        .summary()
+        .and_then(|s| s.input_batch_symbols.values().next().cloned());
+    let Some(symbol) = symbol else {
         return Ok(builder);
     };
     let batch = config.batch_size.max(1);
@@ -453,6 +454,7 @@ fn nodes_left_on_cpu(
     placements: &[Placement],
     rejections: &BTreeMap<String, String>,
     active: Provider,
+    file: &onnx_proto::ModelFile,
     path: &Path,
     log: &OrtLog,
 ) -> Option<String> {
@@ -460,13 +462,10 @@ fn nodes_left_on_cpu(
     if active == Provider::Cpu || !placements.iter().any(|p| p.provider == cpu && p.nodes > 0) {
         return None;
     }
-    let model = std::fs::read(path)
-        .ok()
-        .and_then(|b| onnx_proto::summarize(&b));
     let nodes = placement::CpuNodes {
         placements,
         facts: placement::NodeFacts {
-            model: model.as_ref(),
+            model: file.summary(),
             rejections: Some(rejections),
         },
     };

@@ -280,6 +280,29 @@ fn graph(bytes: &[u8], summary: &mut ModelSummary) {
     summary.output_quantization = output_quantization;
 }
 
+/// A model file whose summary is read when first asked for, then kept: starting a session
+/// asks for it up to three times (Q/DQ scales, the batch symbol, nodes left on the CPU).
+pub struct ModelFile<'a> {
+    path: &'a std::path::Path,
+    summary: std::cell::OnceCell<Option<ModelSummary>>,
+}
+
+impl<'a> ModelFile<'a> {
+    pub fn new(path: &'a std::path::Path) -> Self {
+        ModelFile {
+            path,
+            summary: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// None when the file cannot be read or is not an ONNX model.
+    pub fn summary(&self) -> Option<&ModelSummary> {
+        self.summary
+            .get_or_init(|| std::fs::read(self.path).ok().and_then(|b| summarize(&b)))
+            .as_ref()
+    }
+}
+
 /// Reads a .onnx file's bytes. Returns None when they are not an ONNX model.
 pub fn summarize(bytes: &[u8]) -> Option<ModelSummary> {
     let mut summary = ModelSummary::default();
